@@ -1,0 +1,3 @@
+module github.com/tlsmail/tlsmail
+
+go 1.24
