@@ -1,0 +1,921 @@
+package tlsmail
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/textproto"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/tlsmail/tlsmail/internal/wire"
+)
+
+// A Client represents a client connection to an SMTP server.
+//
+// Its methods mirror those of net/smtp.Client, one per SMTP verb, and are
+// stricter: credentials, envelope and message data are only ever sent over
+// TLS, every reply is read with a deadline and a size limit, and after a
+// failure that leaves the session in doubt (a dropped connection, a timeout,
+// a failed STARTTLS) the Client refuses further commands.
+//
+// A Client is not safe for concurrent use by multiple goroutines.
+type Client struct {
+	// Text is the textproto.Conn used by the Client. It is exported, as in
+	// net/smtp, so that callers can add support for extensions. Replies
+	// read through Text directly are not subject to the Client's timeouts
+	// and size limits.
+	Text *textproto.Conn
+
+	conn       net.Conn
+	serverName string // name the certificate is verified against; ServerInfo.Name
+	localName  string // name sent with EHLO
+	isTLS      bool
+	mode       Mode
+	tlsConfig  *tls.Config // base configuration for StartTLS(nil)
+	timeouts   timeouts
+
+	didHello bool
+	helloErr error
+	ext      map[string]string // EHLO capabilities, upper-case keyword -> parameters
+	auth     []string          // advertised SASL mechanisms
+
+	err      error // sticky failure: once set, only Close and Quit do anything
+	dataOpen bool  // a Data writer is open
+}
+
+// timeouts bounds each network step; see the Dialer fields of the same names.
+type timeouts struct {
+	dial, greeting, command, data time.Duration
+}
+
+// Dial returns a new Client connected to an SMTP server at addr, which must
+// include a port, over implicit TLS (RFC 8314).
+//
+// Unlike net/smtp.Dial, which connects in plaintext, the connection is TLS
+// from its first byte and the server's certificate is verified for the host
+// in addr. Use a Dialer for STARTTLS or other settings.
+func Dial(addr string) (*Client, error) {
+	var d Dialer
+	return d.DialContext(context.Background(), addr)
+}
+
+// DialContext is like Dial but uses ctx for connecting, the TLS handshake,
+// the greeting and EHLO. Cancelling ctx interrupts them.
+func DialContext(ctx context.Context, addr string) (*Client, error) {
+	var d Dialer
+	return d.DialContext(ctx, addr)
+}
+
+// NewClient returns a new Client using an existing connection and host as a
+// server name to be used when authenticating and verifying certificates. It
+// reads the server's greeting.
+//
+// As with net/smtp, conn may be any connection. If it is a *tls.Conn the
+// session counts as TLS; otherwise call StartTLS before Auth, Mail, Rcpt,
+// Data or Verify, which refuse to run on a connection that is not TLS.
+func NewClient(conn net.Conn, host string) (*Client, error) {
+	var d Dialer
+	c := d.newClient(conn, host)
+	if tc, ok := conn.(*tls.Conn); ok {
+		c.isTLS = true
+		c.mode = ImplicitTLS
+		c.conn = tc
+	}
+	if err := c.readGreeting(context.Background(), "connection"); err != nil {
+		c.conn.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+func (d *Dialer) newClient(conn net.Conn, host string) *Client {
+	return &Client{
+		Text:       newText(conn),
+		conn:       conn,
+		serverName: host,
+		localName:  d.localName(),
+		tlsConfig:  d.TLSConfig,
+		timeouts:   d.timeouts(),
+	}
+}
+
+// newText wraps conn. textproto's bufio.Reader has the default 4096-byte
+// buffer, which wire.ReadReply needs.
+func newText(conn net.Conn) *textproto.Conn {
+	return textproto.NewConn(conn)
+}
+
+// Close closes the connection without sending QUIT.
+func (c *Client) Close() error {
+	return c.Text.Close()
+}
+
+// Hello sends a HELO or EHLO to the server as the given host name. Calling
+// this method is only necessary if the client needs control over the host
+// name used; by default the Dialer's LocalName, or "localhost", is sent.
+// If Hello is called, it must be called before any of the other methods.
+//
+// A name containing CR, LF, NUL, spaces or angle brackets is rejected
+// before anything is sent.
+func (c *Client) Hello(localName string) error {
+	if err := wire.CheckHelloName(localName); err != nil {
+		return fmt.Errorf("%w: hello name %q %v", ErrInvalidInput, localName, err)
+	}
+	if c.didHello {
+		return errors.New("tlsmail: Hello called after other methods")
+	}
+	c.localName = localName
+	return c.hello(context.Background())
+}
+
+// hello sends EHLO once per session (and again after STARTTLS).
+func (c *Client) hello(ctx context.Context) error {
+	if !c.didHello {
+		c.didHello = true
+		c.helloErr = c.ehlo(ctx)
+	}
+	return c.helloErr
+}
+
+// ehlo sends EHLO, falling back to HELO when the server does not know EHLO
+// (RFC 5321 section 4.1.4). A HELO session has no extensions, so it can
+// never satisfy a STARTTLS requirement.
+func (c *Client) ehlo(ctx context.Context) error {
+	if err := wire.CheckHelloName(c.localName); err != nil {
+		return fmt.Errorf("%w: hello name %q %v", ErrInvalidInput, c.localName, err)
+	}
+	rep, err := c.cmd(ctx, "EHLO", c.timeouts.command, []int{250}, "EHLO %s", c.localName)
+	if err != nil {
+		var e *Error
+		if !errors.As(err, &e) || e.Code/100 != 5 || e.Code == 554 {
+			return err
+		}
+		if _, err := c.cmd(ctx, "HELO", c.timeouts.command, []int{250}, "HELO %s", c.localName); err != nil {
+			return err
+		}
+		c.ext = map[string]string{}
+		c.auth = nil
+		return nil
+	}
+	c.ext = wire.ParseEHLO(rep.Lines)
+	c.auth = nil
+	if mechs, ok := c.ext["AUTH"]; ok {
+		c.auth = strings.Fields(strings.ToUpper(mechs))
+	}
+	return nil
+}
+
+// StartTLS sends the STARTTLS command and encrypts all further
+// communication (RFC 3207). Only servers that advertise the STARTTLS
+// extension support this function.
+//
+// config may be nil. It is cloned, never modified; ServerName is set to the
+// client's server name and MinVersion raised to TLS 1.2 when unset.
+//
+// StartTLS fails closed: if STARTTLS is not advertised, the server refuses
+// it, sends anything between its 220 reply and the handshake (response
+// injection, RFC 3207 section 6), or the handshake fails, it returns an
+// error, closes the connection and the Client refuses further commands.
+// On success every capability learned before TLS is forgotten and EHLO is
+// sent again.
+func (c *Client) StartTLS(config *tls.Config) error {
+	return c.startTLS(context.Background(), config)
+}
+
+func (c *Client) startTLS(ctx context.Context, config *tls.Config) error {
+	if err := c.ready(); err != nil {
+		return err
+	}
+	if err := c.hello(ctx); err != nil {
+		return err
+	}
+	if c.isTLS {
+		return errors.New("tlsmail: StartTLS: connection is already TLS")
+	}
+	if _, ok := c.ext["STARTTLS"]; !ok {
+		// Why: continuing without TLS would send credentials and mail in
+		// plaintext; a server that does not offer STARTTLS may be an
+		// attacker that stripped it from the EHLO reply.
+		return c.fail(fmt.Errorf("%w (server %s)", ErrSTARTTLSUnsupported, c.serverName))
+	}
+	if _, err := c.cmd(ctx, "STARTTLS", c.timeouts.command, []int{220}, "STARTTLS"); err != nil {
+		// Why fail rather than carry on: a 454 or 5xx may be injected by an
+		// attacker to force a downgrade.
+		return c.fail(fmt.Errorf("tlsmail: STARTTLS failed, not continuing in plaintext: %w", err))
+	}
+	if n := c.Text.R.Buffered(); n > 0 {
+		// Why an error and not a discard: bytes that arrive before the
+		// handshake were not protected by TLS; a man-in-the-middle put them
+		// there to be read as replies to our first encrypted commands
+		// (RFC 3207 section 6; CVE-2021-22947, CVE-2020-14954).
+		return c.fail(fmt.Errorf("%w: %d unexpected bytes from %s", ErrResponseInjection, n, c.serverName))
+	}
+	tconn, err := handshake(ctx, c.conn, completeConfig(config, c.serverName), c.timeouts.greeting)
+	if err != nil {
+		return c.fail(fmt.Errorf("tlsmail: STARTTLS handshake with %s: %w", c.serverName, err))
+	}
+	c.conn = tconn
+	c.Text = newText(tconn)
+	c.isTLS = true
+	c.mode = STARTTLS
+	// Why forget: capabilities seen in plaintext may have been forged
+	// (RFC 3207 section 4.2); only the encrypted EHLO counts.
+	c.ext, c.auth = nil, nil
+	c.didHello = false
+	return c.hello(ctx)
+}
+
+// completeConfig clones config (nil allowed) and fills in what a safe
+// client connection needs without overriding the caller's choices.
+func completeConfig(config *tls.Config, serverName string) *tls.Config {
+	var cfg *tls.Config
+	if config == nil {
+		cfg = &tls.Config{}
+	} else {
+		cfg = config.Clone()
+	}
+	if cfg.ServerName == "" {
+		cfg.ServerName = serverName
+	}
+	if cfg.MinVersion < tls.VersionTLS12 {
+		// Why: TLS 1.0 and 1.1 are deprecated (RFC 8996); RFC 8314
+		// section 4.1 asks for current TLS.
+		cfg.MinVersion = tls.VersionTLS12
+	}
+	return cfg
+}
+
+// handshake runs a client TLS handshake over conn, bounded by timeout and
+// interrupted by ctx.
+func handshake(ctx context.Context, conn net.Conn, cfg *tls.Config, timeout time.Duration) (*tls.Conn, error) {
+	tconn := tls.Client(conn, cfg)
+	hctx := ctx
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		hctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	if err := tconn.HandshakeContext(hctx); err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if hctx.Err() != nil {
+			return nil, fmt.Errorf("no TLS handshake within %v: %w", timeout, os.ErrDeadlineExceeded)
+		}
+		return nil, err
+	}
+	return tconn, nil
+}
+
+// TLSConnectionState returns the client's TLS connection state. The return
+// values are their zero values if the connection is not TLS.
+func (c *Client) TLSConnectionState() (state tls.ConnectionState, ok bool) {
+	tc, ok := c.conn.(*tls.Conn)
+	if !ok {
+		return state, false
+	}
+	return tc.ConnectionState(), true
+}
+
+// Mode reports how the connection was secured: ImplicitTLS when it was TLS
+// from the first byte, STARTTLS when it was upgraded. ok is false while the
+// connection is not TLS.
+func (c *Client) Mode() (m Mode, ok bool) {
+	return c.mode, c.isTLS
+}
+
+// Verify checks the validity of an email address on the server (VRFY). If
+// Verify returns nil, the address is valid. A non-nil return does not
+// necessarily indicate an invalid address; many servers will not verify
+// addresses for security reasons (they answer 252, which is returned as an
+// *Error).
+func (c *Client) Verify(addr string) error {
+	ctx := context.Background()
+	if err := wire.CheckAddress(addr); err != nil {
+		return fmt.Errorf("%w: address %q %v", ErrInvalidInput, addr, err)
+	}
+	if err := c.mailReady(ctx); err != nil {
+		return err
+	}
+	_, err := c.cmd(ctx, "VRFY", c.timeouts.command, []int{250, 251}, "VRFY %s", addr)
+	return err
+}
+
+// Auth authenticates a client using the provided authentication mechanism
+// (RFC 4954). Any net/smtp.Auth works.
+//
+// Auth refuses, before the mechanism sees anything, when the connection is
+// not TLS (ErrPlaintextAuth), whatever the mechanism and whatever the host,
+// and when the mechanism the Auth chooses is not one the server advertised
+// in its current EHLO reply (ErrAuthUnsupported). A failed authentication is
+// returned as an *Error.
+func (c *Client) Auth(a Auth) error {
+	return c.authenticate(context.Background(), a)
+}
+
+func (c *Client) authenticate(ctx context.Context, a Auth) error {
+	if err := c.ready(); err != nil {
+		return err
+	}
+	if err := c.hello(ctx); err != nil {
+		return err
+	}
+	if !c.isTLS {
+		// Why every mechanism, localhost included: a hash-based mechanism
+		// still exposes the user name and an offline-crackable exchange.
+		return ErrPlaintextAuth
+	}
+	info := &ServerInfo{Name: c.serverName, TLS: c.isTLS, Auth: append([]string(nil), c.auth...)}
+	mech, resp, err := a.Start(info)
+	if err != nil {
+		return fmt.Errorf("tlsmail: AUTH: %w", err)
+	}
+	if !c.advertised(mech) {
+		return fmt.Errorf("%w: %q not in server's list %q", ErrAuthUnsupported, mech, c.auth)
+	}
+	line := "AUTH " + mech
+	if resp != nil {
+		// RFC 4954 section 4: an empty initial response is sent as "=".
+		if len(resp) == 0 {
+			line += " ="
+		} else {
+			line += " " + base64.StdEncoding.EncodeToString(resp)
+		}
+	}
+	for {
+		rep, err := c.exchange(ctx, "AUTH", c.timeouts.command, []int{235, 334}, line)
+		if err != nil {
+			// On a final negative reply nothing more is sent: "*" only
+			// answers a 334 (RFC 4954 section 4).
+			return err
+		}
+		var msg []byte
+		if rep.Code == 235 {
+			msg = []byte(strings.Join(rep.Lines, "\n"))
+		} else {
+			msg, err = base64.StdEncoding.DecodeString(strings.TrimSpace(strings.Join(rep.Lines, "")))
+			if err != nil {
+				c.cancelAuth(ctx)
+				return fmt.Errorf("tlsmail: AUTH %s: server sent a challenge that is not base64", mech)
+			}
+		}
+		resp, err = a.Next(msg, rep.Code == 334)
+		if rep.Code == 235 {
+			if err != nil {
+				// The server accepted us but the mechanism could not
+				// verify the server (e.g. a SCRAM server signature): the
+				// session is not trustworthy.
+				return c.fail(fmt.Errorf("tlsmail: AUTH %s: server accepted, but %w", mech, err))
+			}
+			return nil
+		}
+		if err != nil {
+			c.cancelAuth(ctx)
+			return fmt.Errorf("tlsmail: AUTH %s: %w", mech, err)
+		}
+		line = base64.StdEncoding.EncodeToString(resp)
+	}
+}
+
+// cancelAuth answers a 334 challenge the mechanism gave up on with "*"
+// (RFC 4954 section 4) and reads the server's 501.
+func (c *Client) cancelAuth(ctx context.Context) {
+	_, err := c.exchange(ctx, "AUTH", c.timeouts.command, []int{501}, "*")
+	var e *Error
+	if err != nil && !errors.As(err, &e) {
+		c.fail(err)
+	}
+}
+
+func (c *Client) advertised(mech string) bool {
+	for _, m := range c.auth {
+		if strings.EqualFold(m, mech) {
+			return true
+		}
+	}
+	return false
+}
+
+// Mail issues a MAIL command to the server using the provided email
+// address. If the server supports the 8BITMIME extension, Mail adds the
+// BODY=8BITMIME parameter. If the server supports the SMTPUTF8 extension,
+// Mail adds the SMTPUTF8 parameter. This initiates a mail transaction and is
+// followed by one or more Rcpt calls.
+//
+// from may be empty (the null reverse-path, for bounces). An address with
+// CR, LF, NUL, spaces or angle brackets is rejected before anything is
+// sent, and so is a non-ASCII address when the server lacks SMTPUTF8
+// (RFC 6531 section 3.2).
+func (c *Client) Mail(from string) error {
+	return c.mail(context.Background(), from)
+}
+
+func (c *Client) mail(ctx context.Context, from string) error {
+	if err := wire.CheckAddress(from); err != nil {
+		return fmt.Errorf("%w: sender %q %v", ErrInvalidInput, from, err)
+	}
+	if err := c.mailReady(ctx); err != nil {
+		return err
+	}
+	_, utf8ok := c.ext["SMTPUTF8"]
+	if !utf8ok && !wire.IsASCII(from) {
+		return fmt.Errorf("%w: sender %q is not ASCII and the server does not support SMTPUTF8", ErrInvalidInput, from)
+	}
+	line := "MAIL FROM:<" + from + ">"
+	if _, ok := c.ext["8BITMIME"]; ok {
+		line += " BODY=8BITMIME"
+	}
+	if utf8ok {
+		line += " SMTPUTF8"
+	}
+	_, err := c.exchange(ctx, "MAIL", c.timeouts.command, []int{250}, line)
+	return err
+}
+
+// Rcpt issues a RCPT command to the server using the provided email
+// address. A call to Rcpt must be preceded by a call to Mail and may be
+// followed by a Data call or another Rcpt call. The address is checked as
+// in Mail.
+func (c *Client) Rcpt(to string) error {
+	return c.rcpt(context.Background(), to)
+}
+
+func (c *Client) rcpt(ctx context.Context, to string) error {
+	if err := checkRecipient(to); err != nil {
+		return err
+	}
+	if err := c.mailReady(ctx); err != nil {
+		return err
+	}
+	if _, ok := c.ext["SMTPUTF8"]; !ok && !wire.IsASCII(to) {
+		return fmt.Errorf("%w: recipient %q is not ASCII and the server does not support SMTPUTF8", ErrInvalidInput, to)
+	}
+	_, err := c.exchange(ctx, "RCPT", c.timeouts.command, []int{250, 251}, "RCPT TO:<"+to+">")
+	return err
+}
+
+func checkRecipient(to string) error {
+	if to == "" {
+		return fmt.Errorf("%w: empty recipient", ErrInvalidInput)
+	}
+	if err := wire.CheckAddress(to); err != nil {
+		return fmt.Errorf("%w: recipient %q %v", ErrInvalidInput, to, err)
+	}
+	return nil
+}
+
+// Data issues a DATA command to the server and returns a writer that can be
+// used to write the mail headers and body. The caller should close the
+// writer before calling any more methods on c. A call to Data must be
+// preceded by one or more calls to Rcpt.
+//
+// The writer turns bare CR and bare LF into CRLF and dot-stuffs lines that
+// start with "." as it streams (RFC 5321 section 4.5.2), so no content can
+// end the data early. Close adds a final CRLF if the message lacks one,
+// sends the end-of-data marker and returns nil only when the server
+// accepted the message with 250.
+func (c *Client) Data() (io.WriteCloser, error) {
+	return c.data(context.Background())
+}
+
+func (c *Client) data(ctx context.Context) (io.WriteCloser, error) {
+	if err := c.mailReady(ctx); err != nil {
+		return nil, err
+	}
+	// Anything but 354 means the server will not read message data, so
+	// not one byte of it is sent.
+	if _, err := c.exchange(ctx, "DATA", c.timeouts.command, []int{354}, "DATA"); err != nil {
+		return nil, err
+	}
+	c.dataOpen = true
+	w := &dataWriter{c: c, ctx: ctx, dot: wire.NewDotWriter(c.Text.W)}
+	if ctx.Done() != nil {
+		w.stop = context.AfterFunc(ctx, c.interrupt)
+	}
+	return w, nil
+}
+
+// dataWriter is the io.WriteCloser returned by Data.
+type dataWriter struct {
+	c      *Client
+	ctx    context.Context
+	dot    *wire.DotWriter
+	stop   func() bool
+	closed bool
+}
+
+func (w *dataWriter) Write(p []byte) (int, error) {
+	c := w.c
+	if w.closed {
+		return 0, errors.New("tlsmail: write to closed Data writer")
+	}
+	if c.err != nil {
+		return 0, c.unusable()
+	}
+	c.conn.SetWriteDeadline(deadline(c.timeouts.data))
+	n, err := w.dot.Write(p)
+	if err != nil {
+		return n, c.fail(w.ioError("writing message data", c.timeouts.data, err))
+	}
+	return n, nil
+}
+
+func (w *dataWriter) Close() error {
+	c := w.c
+	if w.closed {
+		return errors.New("tlsmail: Data writer already closed")
+	}
+	w.closed = true
+	c.dataOpen = false
+	defer func() {
+		if w.stop != nil {
+			w.stop()
+		}
+	}()
+	if c.err != nil {
+		return c.unusable()
+	}
+	c.conn.SetDeadline(deadline(c.timeouts.data))
+	if err := w.dot.Close(); err != nil {
+		return c.fail(w.ioError("writing message data", c.timeouts.data, err))
+	}
+	if err := c.Text.W.Flush(); err != nil {
+		return c.fail(w.ioError("writing message data", c.timeouts.data, err))
+	}
+	// RFC 5321 section 4.5.3.2.6: the server may take a while to accept.
+	rep, err := wire.ReadReply(c.Text.R)
+	c.conn.SetDeadline(time.Time{})
+	if err != nil {
+		// Why an error: without the final reply we cannot know that the
+		// server took responsibility for the message.
+		return c.fail(w.ioError("reading reply to end of data", c.timeouts.data, err))
+	}
+	return c.check("DATA", rep, []int{250})
+}
+
+func (w *dataWriter) ioError(step string, d time.Duration, err error) error {
+	if w.ctx.Err() != nil {
+		return fmt.Errorf("tlsmail: %s: %w", step, w.ctx.Err())
+	}
+	return ioError(step, d, err)
+}
+
+// Extension reports whether an extension is supported by the server. The
+// extension name is case-insensitive. If the extension is supported,
+// Extension also returns a string that contains any parameters the server
+// specifies for the extension.
+func (c *Client) Extension(ext string) (bool, string) {
+	if err := c.hello(context.Background()); err != nil {
+		return false, ""
+	}
+	v, ok := c.ext[strings.ToUpper(ext)]
+	return ok, v
+}
+
+// Reset sends the RSET command to the server, aborting the current mail
+// transaction.
+func (c *Client) Reset() error {
+	ctx := context.Background()
+	if err := c.ready(); err != nil {
+		return err
+	}
+	if err := c.hello(ctx); err != nil {
+		return err
+	}
+	_, err := c.exchange(ctx, "RSET", c.timeouts.command, []int{250}, "RSET")
+	return err
+}
+
+// Noop sends the NOOP command to the server. It does nothing but check
+// that the connection to the server is okay.
+func (c *Client) Noop() error {
+	ctx := context.Background()
+	if err := c.ready(); err != nil {
+		return err
+	}
+	if err := c.hello(ctx); err != nil {
+		return err
+	}
+	_, err := c.exchange(ctx, "NOOP", c.timeouts.command, []int{250}, "NOOP")
+	return err
+}
+
+// Quit sends the QUIT command and closes the connection to the server.
+// After a failure that made the Client unusable, Quit only closes the
+// connection and returns nil.
+func (c *Client) Quit() error {
+	return c.quit(context.Background())
+}
+
+func (c *Client) quit(ctx context.Context) error {
+	defer c.Text.Close()
+	if c.err != nil || c.dataOpen {
+		return nil
+	}
+	if err := c.hello(ctx); err != nil {
+		return err
+	}
+	_, err := c.exchange(ctx, "QUIT", c.timeouts.command, []int{221}, "QUIT")
+	return err
+}
+
+// ready returns the sticky error, if any, or an error if a Data writer is
+// still open.
+func (c *Client) ready() error {
+	if c.err != nil {
+		return c.unusable()
+	}
+	if c.dataOpen {
+		return errors.New("tlsmail: close the Data writer before sending another command")
+	}
+	return nil
+}
+
+// mailReady is ready plus the TLS requirement for anything that carries an
+// address or message data.
+func (c *Client) mailReady(ctx context.Context) error {
+	if err := c.ready(); err != nil {
+		return err
+	}
+	if err := c.hello(ctx); err != nil {
+		return err
+	}
+	if !c.isTLS {
+		// Why: envelope addresses and message content are as private as
+		// credentials; tlsmail never sends them in the clear.
+		return ErrPlaintextMail
+	}
+	return nil
+}
+
+func (c *Client) unusable() error {
+	return fmt.Errorf("tlsmail: client unusable after earlier failure: %w", c.err)
+}
+
+// fail records err as the sticky failure, closes the connection and
+// returns err.
+func (c *Client) fail(err error) error {
+	if c.err == nil {
+		c.err = err
+	}
+	c.conn.Close()
+	return err
+}
+
+// interrupt makes any blocked read or write on the connection return now.
+func (c *Client) interrupt() {
+	c.conn.SetDeadline(time.Unix(1, 0))
+}
+
+// readGreeting reads the 220 greeting (RFC 5321 section 4.3.1).
+func (c *Client) readGreeting(ctx context.Context, what string) error {
+	rep, err := c.readReply(ctx, "greeting", c.timeouts.greeting)
+	if err != nil {
+		return err
+	}
+	if err := c.check("greeting", rep, []int{220}); err != nil {
+		return c.fail(err)
+	}
+	return nil
+}
+
+// cmd formats and sends one command line and reads its reply.
+func (c *Client) cmd(ctx context.Context, verb string, d time.Duration, want []int, format string, args ...any) (wire.Reply, error) {
+	return c.exchange(ctx, verb, d, want, fmt.Sprintf(format, args...))
+}
+
+// exchange sends line and reads the reply, which must carry one of the
+// codes in want. A 4xx or 5xx reply is returned as an *Error and leaves
+// the session usable (except 421); any other unexpected code, a malformed
+// or oversized reply, a timeout or a broken connection make the Client
+// unusable.
+func (c *Client) exchange(ctx context.Context, verb string, d time.Duration, want []int, line string) (wire.Reply, error) {
+	if c.err != nil {
+		return wire.Reply{}, c.unusable()
+	}
+	var rep wire.Reply
+	err := c.withDeadline(ctx, d, func() error {
+		if _, err := c.Text.W.WriteString(line + "\r\n"); err != nil {
+			return err
+		}
+		if err := c.Text.W.Flush(); err != nil {
+			return err
+		}
+		var err error
+		rep, err = wire.ReadReply(c.Text.R)
+		return err
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return rep, c.fail(fmt.Errorf("tlsmail: %s: %w", verb, ctx.Err()))
+		}
+		return rep, c.fail(ioError(verb, d, err))
+	}
+	return rep, c.check(verb, rep, want)
+}
+
+// readReply reads one reply without sending anything.
+func (c *Client) readReply(ctx context.Context, step string, d time.Duration) (wire.Reply, error) {
+	var rep wire.Reply
+	err := c.withDeadline(ctx, d, func() error {
+		var err error
+		rep, err = wire.ReadReply(c.Text.R)
+		return err
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return rep, c.fail(fmt.Errorf("tlsmail: %s: %w", step, ctx.Err()))
+		}
+		return rep, c.fail(ioError(step, d, err))
+	}
+	return rep, nil
+}
+
+// check turns a reply into nil or an error. Codes in want are success;
+// 4xx and 5xx are *Error; anything else is a protocol violation.
+func (c *Client) check(verb string, rep wire.Reply, want []int) error {
+	for _, w := range want {
+		if rep.Code == w {
+			return nil
+		}
+	}
+	if rep.Code >= 400 {
+		e := newError(verb, rep)
+		if e.Code == 421 {
+			// RFC 5321 section 3.8: 421 means the server is closing the
+			// transmission channel; nothing more can be done on it.
+			return c.fail(e)
+		}
+		return e
+	}
+	// A 2xx or 3xx the command cannot take means client and server no
+	// longer agree on the state of the session; stop at once rather than
+	// guess (a DATA answered with 250 would otherwise have its message
+	// read as commands).
+	return c.fail(fmt.Errorf("%w: unexpected reply %d to %s: %q", ErrProtocol, rep.Code, verb, wire.Quote([]byte(strings.Join(rep.Lines, " ")))))
+}
+
+// withDeadline runs f with the connection deadline d from now, letting ctx
+// interrupt it, and clears the deadline afterwards.
+func (c *Client) withDeadline(ctx context.Context, d time.Duration, f func() error) error {
+	c.conn.SetDeadline(deadline(d))
+	var stop func() bool
+	if ctx.Done() != nil {
+		stop = context.AfterFunc(ctx, c.interrupt)
+	}
+	err := f()
+	if stop != nil && !stop() && err == nil {
+		// The context fired while f was finishing; the connection's
+		// deadline is now in the past, so report the cancellation.
+		err = ctx.Err()
+	}
+	c.conn.SetDeadline(time.Time{})
+	return err
+}
+
+func deadline(d time.Duration) time.Time {
+	if d <= 0 {
+		return time.Time{}
+	}
+	return time.Now().Add(d)
+}
+
+// ioError describes a failed network step, naming it and the timeout.
+func ioError(step string, d time.Duration, err error) error {
+	switch {
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return fmt.Errorf("tlsmail: %s: no reply from server within %v: %w", step, d, err)
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return fmt.Errorf("tlsmail: %s: server closed the connection: %w", step, err)
+	case errors.Is(err, wire.ErrReplyTooLarge), errors.Is(err, wire.ErrMalformedReply):
+		return fmt.Errorf("%w: %s: %w", ErrProtocol, step, err)
+	}
+	return fmt.Errorf("tlsmail: %s: %w", step, err)
+}
+
+// Errors returned for policy refusals and protocol failures. Compare with
+// errors.Is.
+var (
+	// ErrPlaintextAuth is returned by Client.Auth, PlainAuth and LoginAuth
+	// when the connection is not TLS. tlsmail never sends credentials in
+	// plaintext, for any mechanism or host.
+	ErrPlaintextAuth = errors.New("tlsmail: refusing to authenticate on a connection that is not TLS; use implicit TLS or call StartTLS first")
+
+	// ErrPlaintextMail is returned by Mail, Rcpt, Data and Verify when the
+	// connection is not TLS: envelope and message are never sent in
+	// plaintext.
+	ErrPlaintextMail = errors.New("tlsmail: refusing to send mail on a connection that is not TLS; use implicit TLS or call StartTLS first")
+
+	// ErrAuthUnsupported is returned when the server does not advertise
+	// AUTH, or not the mechanism the Auth chose, in its current EHLO reply.
+	ErrAuthUnsupported = errors.New("tlsmail: server does not offer the authentication mechanism")
+
+	// ErrInvalidInput is returned, before anything is sent, for an address
+	// or hello name that contains CR, LF, NUL, other control characters,
+	// spaces or angle brackets, or that the server cannot take.
+	ErrInvalidInput = errors.New("tlsmail: invalid input")
+
+	// ErrServerClosing matches an *Error with code 421: the server is
+	// closing the connection (RFC 5321 section 3.8).
+	ErrServerClosing = errors.New("tlsmail: server is closing the connection (421)")
+
+	// ErrProtocol is returned when the server breaks the SMTP protocol: a
+	// malformed or oversized reply, or a reply code the command cannot take.
+	// The connection is closed.
+	ErrProtocol = errors.New("tlsmail: SMTP protocol error")
+)
+
+// An Error is a negative (4xx or 5xx) reply from the server. Find it with
+// errors.As.
+type Error struct {
+	// Code is the three-digit reply code, e.g. 550.
+	Code int
+	// EnhancedCode is the RFC 3463 enhanced status code, e.g. {5, 7, 8},
+	// or the zero value when the reply did not carry one.
+	EnhancedCode EnhancedCode
+	// Message is the reply text, without the codes; lines of a multi-line
+	// reply are joined with "\n".
+	Message string
+	// Command is the SMTP verb the reply answered (e.g. "RCPT"), or
+	// "greeting". It never contains arguments, so never credentials.
+	Command string
+}
+
+// EnhancedCode is an RFC 3463 enhanced status code: class, subject, detail.
+type EnhancedCode [3]int
+
+// String returns the code in dotted form, e.g. "5.7.8", or "" for the zero
+// value.
+func (e EnhancedCode) String() string {
+	if e == (EnhancedCode{}) {
+		return ""
+	}
+	return fmt.Sprintf("%d.%d.%d", e[0], e[1], e[2])
+}
+
+func newError(verb string, rep wire.Reply) *Error {
+	e := &Error{Code: rep.Code, Command: verb}
+	lines := make([]string, len(rep.Lines))
+	for i, l := range rep.Lines {
+		enh, rest, ok := wire.EnhancedCode(rep.Code, l)
+		if ok {
+			if i == 0 {
+				e.EnhancedCode = EnhancedCode(enh)
+			}
+			l = rest
+		}
+		lines[i] = l
+	}
+	e.Message = strings.Join(lines, "\n")
+	return e
+}
+
+// Error returns e as "tlsmail: VERB: server replied CODE ENH MESSAGE".
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString("tlsmail: ")
+	if e.Command != "" {
+		b.WriteString(e.Command)
+		b.WriteString(": ")
+	}
+	fmt.Fprintf(&b, "server replied %d", e.Code)
+	if enh := e.EnhancedCode.String(); enh != "" {
+		b.WriteString(" " + enh)
+	}
+	if e.Message != "" {
+		b.WriteString(" " + strings.ReplaceAll(e.Message, "\n", " / "))
+	}
+	return b.String()
+}
+
+// Temporary reports whether the failure is transient (a 4xx reply), so that
+// the same command may succeed later.
+func (e *Error) Temporary() bool {
+	return e.Code/100 == 4
+}
+
+// Is makes errors.Is(err, ErrServerClosing) true for a 421 reply.
+func (e *Error) Is(target error) bool {
+	return target == ErrServerClosing && e.Code == 421
+}
+
+// As lets code written for net/smtp, which sees replies as
+// *textproto.Error, keep working: errors.As(err, &tpErr) fills in a
+// *textproto.Error with the same code and text.
+func (e *Error) As(target any) bool {
+	if p, ok := target.(**textproto.Error); ok {
+		msg := e.Message
+		if enh := e.EnhancedCode.String(); enh != "" {
+			msg = enh + " " + msg
+		}
+		*p = &textproto.Error{Code: e.Code, Msg: msg}
+		return true
+	}
+	return false
+}

@@ -1,0 +1,112 @@
+package tlsmail
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/tlsmail/tlsmail/internal/wire"
+)
+
+// SendMail connects to the server at addr over implicit TLS (RFC 8314),
+// authenticates with a if it is not nil, sends an email from address from
+// to addresses to, with message msg. addr must include a port, usually 465.
+//
+// It has the signature of net/smtp.SendMail and differs in being secure:
+// the connection is TLS from its first byte, the certificate is verified
+// for the host in addr against the system roots, and nothing is ever sent
+// in plaintext. For port 587 (STARTTLS) or other settings, use a Dialer.
+//
+// The msg parameter should be an RFC 822-style email with headers first, a
+// blank line, and then the message body. Its line endings are normalised
+// to CRLF and lines starting with "." are escaped, so msg may use "\n".
+// All addresses are checked before connecting: one containing CR, LF, NUL,
+// spaces or angle brackets is an ErrInvalidInput error.
+//
+// SendMail returns nil only when the server accepted the message for every
+// recipient. A reply error is an *Error.
+func SendMail(addr string, a Auth, from string, to []string, msg []byte) error {
+	var d Dialer
+	return d.SendMailContext(context.Background(), addr, a, from, to, msg)
+}
+
+// SendMailContext is like SendMail, with ctx bounding the whole exchange;
+// cancelling it interrupts the I/O in flight and returns promptly.
+func SendMailContext(ctx context.Context, addr string, a Auth, from string, to []string, msg []byte) error {
+	var d Dialer
+	return d.SendMailContext(ctx, addr, a, from, to, msg)
+}
+
+// SendMail is like the package-level SendMail, connecting as d says.
+func (d *Dialer) SendMail(addr string, a Auth, from string, to []string, msg []byte) error {
+	return d.SendMailContext(context.Background(), addr, a, from, to, msg)
+}
+
+// SendMailContext is like SendMail, with ctx bounding the whole exchange.
+func (d *Dialer) SendMailContext(ctx context.Context, addr string, a Auth, from string, to []string, msg []byte) error {
+	if err := checkEnvelope(from, to); err != nil {
+		return err
+	}
+	c, err := d.DialContext(ctx, addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if err := c.send(ctx, a, from, to, msg); err != nil {
+		var e *Error
+		if errors.As(err, &e) && c.err == nil {
+			// The server is responsive: end the session properly so it
+			// does not log a lost connection. Its result changes nothing.
+			c.quit(ctx)
+		}
+		return err
+	}
+	// The message was accepted with 250. A failed QUIT after that does not
+	// undo delivery, and reporting it would invite a duplicate resend.
+	c.quit(ctx)
+	return nil
+}
+
+func (c *Client) send(ctx context.Context, a Auth, from string, to []string, msg []byte) error {
+	if a != nil {
+		if _, ok := c.ext["AUTH"]; !ok {
+			return fmt.Errorf("%w: the server offered no AUTH after TLS", ErrAuthUnsupported)
+		}
+		if err := c.authenticate(ctx, a); err != nil {
+			return err
+		}
+	}
+	if err := c.mail(ctx, from); err != nil {
+		return err
+	}
+	for _, rcpt := range to {
+		if err := c.rcpt(ctx, rcpt); err != nil {
+			return err
+		}
+	}
+	w, err := c.data(ctx)
+	if err != nil {
+		return err
+	}
+	if _, err := w.Write(msg); err != nil {
+		w.Close()
+		return err
+	}
+	return w.Close()
+}
+
+// checkEnvelope validates every address before anything is sent.
+func checkEnvelope(from string, to []string) error {
+	if err := wire.CheckAddress(from); err != nil {
+		return fmt.Errorf("%w: sender %q %v", ErrInvalidInput, from, err)
+	}
+	if len(to) == 0 {
+		return fmt.Errorf("%w: no recipients", ErrInvalidInput)
+	}
+	for _, r := range to {
+		if err := checkRecipient(r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
