@@ -87,7 +87,7 @@ func NewClient(conn net.Conn, host string) (*Client, error) {
 		c.mode = ImplicitTLS
 		c.conn = tc
 	}
-	if err := c.readGreeting(context.Background(), "connection"); err != nil {
+	if err := c.readGreeting(context.Background()); err != nil {
 		c.conn.Close()
 		return nil, err
 	}
@@ -303,7 +303,11 @@ func (c *Client) Verify(addr string) error {
 	if err := c.mailReady(ctx); err != nil {
 		return err
 	}
-	_, err := c.cmd(ctx, "VRFY", c.timeouts.command, []int{250, 251}, "VRFY %s", addr)
+	rep, err := c.exchange(ctx, "VRFY", c.timeouts.command, []int{250, 251, 252}, "VRFY "+addr)
+	if err == nil && rep.Code == 252 {
+		// 252: cannot verify, but will accept (RFC 5321 section 3.5.3).
+		return newError("VRFY", rep)
+	}
 	return err
 }
 
@@ -674,7 +678,7 @@ func (c *Client) interrupt() {
 }
 
 // readGreeting reads the 220 greeting (RFC 5321 section 4.3.1).
-func (c *Client) readGreeting(ctx context.Context, what string) error {
+func (c *Client) readGreeting(ctx context.Context) error {
 	rep, err := c.readReply(ctx, "greeting", c.timeouts.greeting)
 	if err != nil {
 		return err
