@@ -1,0 +1,657 @@
+package smtptest
+
+import (
+	"bufio"
+	"crypto/hmac"
+	"crypto/md5"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// maxLine is the longest command line accepted, without its line ending.
+const maxLine = 4096
+
+// Session is one client connection, given to hooks. Hooks run on the
+// session's own goroutine. Reply, WriteRaw, TLS and Close may also be
+// called from other goroutines; Stall and StartTLS must be called from a
+// hook.
+type Session struct {
+	srv   *Server
+	raw   net.Conn // the accepted TCP connection
+	isTLS atomic.Bool
+
+	wmu  sync.Mutex // guards conn and serialises writes
+	conn net.Conn   // raw, or the *tls.Conn on top of it
+
+	br *bufio.Reader // reads conn; only used on the session goroutine
+
+	// SMTP state, only used on the session goroutine.
+	greeted  bool
+	authUser string
+	inTx     bool
+	from     string
+	params   string
+	rcpts    []string
+}
+
+// Reply writes each line followed by "\r\n", all in a single write. The
+// connection is unbuffered, so nothing further is needed to flush it.
+func (s *Session) Reply(lines ...string) error {
+	var b strings.Builder
+	for _, l := range lines {
+		b.WriteString(l)
+		b.WriteString("\r\n")
+	}
+	return s.WriteRaw([]byte(b.String()))
+}
+
+// WriteRaw writes b to the client as-is, in a single write.
+func (s *Session) WriteRaw(b []byte) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	_, err := s.conn.Write(b)
+	return err
+}
+
+// Close closes the connection at once, without a TLS close_notify,
+// simulating a dropped connection. The session ends when control returns
+// to the server.
+func (s *Session) Close() {
+	s.raw.Close()
+}
+
+// Stall blocks, reading and discarding everything the client sends, until
+// the client closes the connection, the connection breaks, or the server
+// is closed.
+func (s *Session) Stall() {
+	io.Copy(io.Discard, s.br)
+}
+
+// TLS reports whether the session is currently under TLS.
+func (s *Session) TLS() bool {
+	return s.isTLS.Load()
+}
+
+// StartTLS performs the server side of a TLS handshake on the plaintext
+// session and, on success, continues the session under TLS with its SMTP
+// state (EHLO, authentication, transaction) forgotten, as after a
+// successful STARTTLS command. Any plaintext the client sent after the
+// command that is still unread is discarded. It does not write a reply;
+// a Handler that takes over STARTTLS replies first and then calls
+// StartTLS, and should Close the session if it fails.
+func (s *Session) StartTLS() error {
+	if s.TLS() {
+		return errors.New("smtptest: TLS already active")
+	}
+	tc := tls.Server(s.raw, s.srv.tlsConfig)
+	if err := tc.Handshake(); err != nil {
+		return err
+	}
+	s.wmu.Lock()
+	s.conn = tc
+	s.wmu.Unlock()
+	s.isTLS.Store(true)
+	s.br = bufio.NewReaderSize(tc, maxLine)
+	s.greeted = false
+	s.authUser = ""
+	s.resetTx()
+	return nil
+}
+
+func (s *Session) resetTx() {
+	s.inTx = false
+	s.from = ""
+	s.params = ""
+	s.rcpts = nil
+}
+
+func (srv *Server) serveConn(raw net.Conn, implicitTLS bool) {
+	defer srv.connDone(raw)
+	if h := srv.opts.OnAccept; h != nil && h(raw) {
+		return
+	}
+	s := &Session{srv: srv, raw: raw, conn: raw}
+	if implicitTLS {
+		tc := tls.Server(raw, srv.tlsConfig)
+		if err := tc.Handshake(); err != nil {
+			return
+		}
+		s.conn = tc
+		s.isTLS.Store(true)
+	}
+	s.br = bufio.NewReaderSize(s.conn, maxLine)
+	defer s.finish()
+	s.serve()
+}
+
+// finish ends the session, sending a TLS close_notify if possible.
+func (s *Session) finish() {
+	s.wmu.Lock()
+	c := s.conn
+	s.wmu.Unlock()
+	if tc, ok := c.(*tls.Conn); ok {
+		tc.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+		tc.Close()
+	}
+	s.raw.Close()
+}
+
+// readLine reads one line ending in LF (CRLF or bare LF) and returns it
+// without the line ending. tooLong reports a line longer than maxLine, in
+// which case line holds its first maxLine bytes and the rest was
+// discarded.
+func (s *Session) readLine() (line string, tooLong bool, err error) {
+	var buf []byte
+	n := 0
+	for {
+		frag, err := s.br.ReadSlice('\n')
+		n += len(frag)
+		if room := maxLine + 2 - len(buf); room > 0 {
+			buf = append(buf, frag[:min(room, len(frag))]...)
+		}
+		if err == bufio.ErrBufferFull {
+			continue
+		}
+		if err != nil {
+			return "", false, err
+		}
+		break
+	}
+	if n > len(buf) {
+		tooLong = true
+	}
+	buf = buf[:len(buf)-1] // the LF, unless truncated (then some other byte)
+	if !tooLong && len(buf) > 0 && buf[len(buf)-1] == '\r' {
+		buf = buf[:len(buf)-1]
+	}
+	if len(buf) > maxLine {
+		buf = buf[:maxLine]
+		tooLong = true
+	}
+	return string(buf), tooLong, nil
+}
+
+func (s *Session) serve() {
+	srv := s.srv
+	greeting := srv.opts.Greeting
+	if greeting == "" {
+		greeting = "220 " + srv.hostname + " ESMTP tlsmail-test"
+	}
+	if s.Reply(greeting) != nil {
+		return
+	}
+	for {
+		line, tooLong, err := s.readLine()
+		if err != nil {
+			return
+		}
+		srv.record(s.TLS(), line)
+		if tooLong {
+			if s.Reply("500 5.5.2 Line too long") != nil {
+				return
+			}
+			continue
+		}
+		if h := srv.opts.Handler; h != nil && h(s, line) {
+			continue
+		}
+		if !s.command(line) {
+			return
+		}
+	}
+}
+
+// command handles one command line; it returns false when the session
+// must end.
+func (s *Session) command(line string) bool {
+	verb, arg := line, ""
+	if i := strings.IndexByte(line, ' '); i >= 0 {
+		verb, arg = line[:i], strings.TrimSpace(line[i+1:])
+	}
+	var err error
+	switch strings.ToUpper(verb) {
+	case "EHLO":
+		err = s.cmdEHLO(arg)
+	case "HELO":
+		if arg == "" {
+			err = s.Reply("501 5.5.4 Syntax: HELO hostname")
+			break
+		}
+		s.greeted = true
+		s.resetTx()
+		err = s.Reply("250 " + s.srv.hostname)
+	case "STARTTLS":
+		return s.cmdSTARTTLS(arg)
+	case "AUTH":
+		err = s.cmdAUTH(arg)
+	case "MAIL":
+		err = s.cmdMAIL(arg)
+	case "RCPT":
+		err = s.cmdRCPT(arg)
+	case "DATA":
+		err = s.cmdDATA(arg)
+	case "RSET":
+		s.resetTx()
+		err = s.Reply("250 2.0.0 Ok")
+	case "NOOP":
+		err = s.Reply("250 2.0.0 Ok")
+	case "VRFY":
+		err = s.Reply("252 2.0.0 Cannot VRFY user")
+	case "QUIT":
+		s.Reply("221 2.0.0 Bye")
+		return false
+	case "":
+		err = s.Reply("500 5.5.2 Error: bad syntax")
+	default:
+		err = s.Reply("502 5.5.2 Error: command not recognized")
+	}
+	return err == nil
+}
+
+// authAdvertised reports whether AUTH is offered in the current state.
+func (s *Session) authAdvertised() bool {
+	if len(s.srv.mechs) == 0 {
+		return false
+	}
+	o := &s.srv.opts
+	if s.TLS() {
+		return !o.AuthOnlyBeforeTLS
+	}
+	return o.AuthBeforeTLS || o.AuthOnlyBeforeTLS
+}
+
+func (s *Session) cmdEHLO(arg string) error {
+	if arg == "" {
+		return s.Reply("501 5.5.4 Syntax: EHLO hostname")
+	}
+	s.greeted = true
+	s.resetTx()
+	lines := []string{s.srv.hostname}
+	lines = append(lines, s.srv.exts...)
+	if !s.TLS() && !s.srv.opts.StripSTARTTLS {
+		lines = append(lines, "STARTTLS")
+	}
+	if s.authAdvertised() {
+		lines = append(lines, "AUTH "+strings.Join(s.srv.mechs, " "))
+	}
+	for i := range lines {
+		if i == len(lines)-1 {
+			lines[i] = "250 " + lines[i]
+		} else {
+			lines[i] = "250-" + lines[i]
+		}
+	}
+	return s.Reply(lines...)
+}
+
+func (s *Session) cmdSTARTTLS(arg string) bool {
+	o := &s.srv.opts
+	var err error
+	switch {
+	case s.TLS():
+		err = s.Reply("503 5.5.1 Error: TLS already active")
+	case o.StripSTARTTLS:
+		err = s.Reply("502 5.5.1 STARTTLS not available")
+	case arg != "":
+		err = s.Reply("501 5.5.4 Syntax: STARTTLS")
+	case o.STARTTLSReply != "":
+		err = s.Reply(o.STARTTLSReply)
+	default:
+		if err := s.WriteRaw([]byte("220 2.0.0 Ready to start TLS\r\n" + o.InjectAfterSTARTTLS)); err != nil {
+			return false
+		}
+		return s.StartTLS() == nil
+	}
+	return err == nil
+}
+
+// parsePath parses `<keyword>:<addr> rest` (the keyword matched without
+// regard to case, spaces allowed after the colon) and returns the address
+// without its angle brackets and the trimmed rest.
+func parsePath(arg, keyword string) (addr, rest string, ok bool) {
+	if len(arg) < len(keyword) || !strings.EqualFold(arg[:len(keyword)], keyword) {
+		return "", "", false
+	}
+	r := strings.TrimLeft(arg[len(keyword):], " ")
+	if !strings.HasPrefix(r, "<") {
+		return "", "", false
+	}
+	inQuote, escaped := false, false
+	for i := 1; i < len(r); i++ {
+		c := r[i]
+		switch {
+		case escaped:
+			escaped = false
+		case c == '\\' && inQuote:
+			escaped = true
+		case c == '"':
+			inQuote = !inQuote
+		case c == '>' && !inQuote:
+			rest = r[i+1:]
+			if rest != "" && rest[0] != ' ' {
+				return "", "", false
+			}
+			return r[1:i], strings.TrimSpace(rest), true
+		case c == '<' && !inQuote:
+			return "", "", false
+		}
+	}
+	return "", "", false
+}
+
+func (s *Session) cmdMAIL(arg string) error {
+	if !s.greeted {
+		return s.Reply("503 5.5.1 Error: send HELO/EHLO first")
+	}
+	if s.inTx {
+		return s.Reply("503 5.5.1 Error: nested MAIL command")
+	}
+	addr, params, ok := parsePath(arg, "FROM:")
+	if !ok {
+		return s.Reply("501 5.5.4 Syntax: MAIL FROM:<address>")
+	}
+	s.inTx = true
+	s.from = addr
+	s.params = params
+	s.rcpts = nil
+	return s.Reply("250 2.1.0 Ok")
+}
+
+func (s *Session) cmdRCPT(arg string) error {
+	if !s.inTx {
+		return s.Reply("503 5.5.1 Error: need MAIL command")
+	}
+	addr, _, ok := parsePath(arg, "TO:")
+	if !ok || addr == "" {
+		return s.Reply("501 5.5.4 Syntax: RCPT TO:<address>")
+	}
+	s.rcpts = append(s.rcpts, addr)
+	return s.Reply("250 2.1.5 Ok")
+}
+
+func (s *Session) cmdDATA(arg string) error {
+	if !s.inTx || len(s.rcpts) == 0 {
+		return s.Reply("503 5.5.1 Error: need RCPT command")
+	}
+	if arg != "" {
+		return s.Reply("501 5.5.4 Syntax: DATA")
+	}
+	msg := &Message{
+		From:       s.from,
+		To:         s.rcpts,
+		MailParams: s.params,
+		TLS:        s.TLS(),
+		AuthUser:   s.authUser,
+	}
+	s.resetTx()
+	if err := s.Reply("354 End data with <CR><LF>.<CR><LF>"); err != nil {
+		return err
+	}
+	raw, data, over, err := s.readData(s.srv.dataLimit)
+	if err != nil {
+		return err
+	}
+	if over {
+		return s.Reply("552 5.3.4 Error: message file too big")
+	}
+	msg.Raw, msg.Data = raw, data
+	if h := s.srv.opts.OnData; h != nil && h(s, msg) {
+		return nil
+	}
+	n := s.srv.addMessage(msg.clone())
+	return s.Reply(fmt.Sprintf("250 2.0.0 Ok: queued as %d", n))
+}
+
+// States of the end-of-data scanner.
+const (
+	dataLineStart = iota // at the start of a line (after CRLF)
+	dataDot              // a '.' at the start of a line
+	dataDotCR            // ".\r" at the start of a line
+	dataMid              // inside a line
+	dataCR               // inside a line, after '\r'
+)
+
+// readData reads message data up to and including the terminating
+// CRLF "." CRLF. Only CRLF ends a line: a bare LF or CR is ordinary
+// content. raw holds the bytes as received, data the content without
+// dot-stuffing and without the terminator. Beyond limit bytes nothing is
+// kept and over is true, but the data is still consumed to its end.
+func (s *Session) readData(limit int) (raw, data []byte, over bool, err error) {
+	state := dataLineStart
+	size := 0
+	for {
+		frag, err := s.br.ReadSlice('\n')
+		if err != nil && err != bufio.ErrBufferFull {
+			return nil, nil, false, err
+		}
+		size += len(frag)
+		if !over && size > limit {
+			over = true
+			raw, data = nil, nil
+		}
+		if !over {
+			raw = append(raw, frag...)
+		}
+		for _, c := range frag {
+			keep := true
+			switch state {
+			case dataLineStart:
+				switch c {
+				case '.':
+					state, keep = dataDot, false // dot-stuffing removed
+				case '\r':
+					state = dataCR
+				default:
+					state = dataMid
+				}
+			case dataDot:
+				if c == '\r' {
+					state, keep = dataDotCR, false // kept below unless the line ends
+				} else {
+					state = dataMid
+				}
+			case dataDotCR:
+				if c == '\n' {
+					// ReadSlice stops at '\n', so this is the last byte
+					// of frag and nothing past the terminator is consumed.
+					return raw, data, over, nil
+				}
+				if !over {
+					data = append(data, '\r')
+				}
+				if c == '\r' {
+					state = dataCR
+				} else {
+					state = dataMid
+				}
+			case dataMid:
+				if c == '\r' {
+					state = dataCR
+				}
+			case dataCR:
+				switch c {
+				case '\n':
+					state = dataLineStart
+				case '\r':
+					state = dataCR
+				default:
+					state = dataMid
+				}
+			}
+			if keep && !over {
+				data = append(data, c)
+			}
+		}
+	}
+}
+
+// readAuthLine reads a client response inside an AUTH exchange. It
+// returns ok=false when the exchange is over (the hook took the line, the
+// client cancelled, or a reply was already sent) or err on connection
+// failure.
+func (s *Session) readAuthLine() (line string, ok bool, err error) {
+	line, tooLong, err := s.readLine()
+	if err != nil {
+		return "", false, err
+	}
+	s.srv.record(s.TLS(), line)
+	if tooLong {
+		return "", false, s.Reply("500 5.5.2 Line too long")
+	}
+	if h := s.srv.opts.Handler; h != nil && h(s, line) {
+		return "", false, nil
+	}
+	if line == "*" {
+		return "", false, s.Reply("501 5.7.0 Authentication aborted")
+	}
+	return line, true, nil
+}
+
+// decodeSASL decodes a base64 client response; "=" stands for an empty
+// response.
+func decodeSASL(line string) ([]byte, bool) {
+	line = strings.TrimSpace(line)
+	if line == "=" {
+		return []byte{}, true
+	}
+	b, err := base64.StdEncoding.DecodeString(line)
+	return b, err == nil
+}
+
+// challenge sends a 334 continuation with the base64 of c and reads the
+// decoded response.
+func (s *Session) challenge(c string) (resp []byte, ok bool, err error) {
+	if err := s.Reply("334 " + base64.StdEncoding.EncodeToString([]byte(c))); err != nil {
+		return nil, false, err
+	}
+	line, ok, err := s.readAuthLine()
+	if !ok || err != nil {
+		return nil, false, err
+	}
+	resp, ok = decodeSASL(line)
+	if !ok {
+		return nil, false, s.Reply("501 5.5.2 Cannot decode response")
+	}
+	return resp, true, nil
+}
+
+func (s *Session) cmdAUTH(arg string) error {
+	mech, initial, hasInitial := strings.Cut(arg, " ")
+	initial = strings.TrimSpace(initial)
+	hasInitial = hasInitial && initial != ""
+	switch {
+	case mech == "":
+		return s.Reply("501 5.5.4 Syntax: AUTH mechanism")
+	case s.authUser != "":
+		return s.Reply("503 5.5.1 Error: already authenticated")
+	case !s.greeted:
+		return s.Reply("503 5.5.1 Error: send HELO/EHLO first")
+	case s.inTx:
+		return s.Reply("503 5.5.1 Error: MAIL transaction in progress")
+	}
+	mech = strings.ToUpper(mech)
+	known := false
+	for _, m := range s.srv.mechs {
+		if strings.EqualFold(m, mech) {
+			known = true
+		}
+	}
+	if !known {
+		return s.Reply("504 5.5.4 Unrecognized authentication type")
+	}
+	o := &s.srv.opts
+	if !s.TLS() && !o.AuthBeforeTLS && !o.AuthOnlyBeforeTLS {
+		return s.Reply("538 5.7.11 Encryption required for requested authentication mechanism")
+	}
+	if !s.authAdvertised() {
+		return s.Reply("504 5.5.4 Unrecognized authentication type")
+	}
+
+	switch mech {
+	case "PLAIN", "LOGIN", "CRAM-MD5":
+	default:
+		// Advertised by configuration but not implemented.
+		return s.Reply("504 5.5.4 Unrecognized authentication type")
+	}
+
+	var initialResp []byte
+	if hasInitial {
+		var ok bool
+		if initialResp, ok = decodeSASL(initial); !ok {
+			return s.Reply("501 5.5.2 Cannot decode response")
+		}
+	}
+
+	var user string
+	var good bool
+	switch mech {
+	case "PLAIN":
+		resp := initialResp
+		if !hasInitial {
+			var ok bool
+			var err error
+			if resp, ok, err = s.challenge(""); !ok {
+				return err
+			}
+		}
+		parts := strings.Split(string(resp), "\x00")
+		if len(parts) == 3 {
+			user = parts[1]
+			pass, exists := s.srv.users[user]
+			good = exists && pass == parts[2] && (parts[0] == "" || parts[0] == user)
+		}
+	case "LOGIN":
+		name := initialResp
+		if !hasInitial {
+			var ok bool
+			var err error
+			if name, ok, err = s.challenge("Username:"); !ok {
+				return err
+			}
+		}
+		pass, ok, err := s.challenge("Password:")
+		if !ok {
+			return err
+		}
+		user = string(name)
+		want, exists := s.srv.users[user]
+		good = exists && want == string(pass)
+	case "CRAM-MD5":
+		if hasInitial {
+			return s.Reply("501 5.5.4 Syntax: CRAM-MD5 takes no initial response")
+		}
+		var rnd [8]byte
+		rand.Read(rnd[:])
+		chal := fmt.Sprintf("<%d.%d@%s>", binary.BigEndian.Uint64(rnd[:])>>1, time.Now().UnixNano(), s.srv.hostname)
+		resp, ok, err := s.challenge(chal)
+		if !ok {
+			return err
+		}
+		r := string(resp)
+		if i := strings.LastIndexByte(r, ' '); i >= 0 {
+			user = r[:i]
+			if pass, exists := s.srv.users[user]; exists {
+				mac := hmac.New(md5.New, []byte(pass))
+				mac.Write([]byte(chal))
+				want := hex.EncodeToString(mac.Sum(nil))
+				good = hmac.Equal([]byte(want), []byte(strings.ToLower(r[i+1:])))
+			}
+		}
+	}
+	if !good {
+		return s.Reply("535 5.7.8 Error: authentication failed: authentication failure")
+	}
+	s.authUser = user
+	return s.Reply("235 2.7.0 Authentication successful")
+}

@@ -1,0 +1,473 @@
+// Package smtptest provides an in-process SMTP server for tests, in the
+// style of net/http/httptest.
+//
+// A single call to Start (or NewServer in tests) starts two listeners on
+// 127.0.0.1: one speaking implicit TLS from the first byte (RFC 8314) and
+// one speaking plaintext SMTP that offers STARTTLS (RFC 3207). The server
+// uses a throwaway certificate authority generated for each Server, records
+// a transcript of every command line it receives and every message it
+// accepts, and offers hooks and fault switches for tests against hostile or
+// broken servers.
+//
+// The server is meant for tests and examples only: it has no timeouts of
+// its own, keeps everything in memory, and trusts its hooks.
+package smtptest
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"testing"
+	"time"
+)
+
+// defaultDataLimit is the largest message (counted as raw bytes after the
+// 354 reply) the server stores before answering 552.
+const defaultDataLimit = 64 << 20
+
+// CertKind selects the certificate a Server presents.
+type CertKind int
+
+const (
+	// CertValid is a certificate for DNS "localhost", "mx.test" and the IP
+	// addresses 127.0.0.1 and ::1, signed by the CA in Server.RootCAs.
+	CertValid CertKind = iota
+	// CertWrongName is a valid certificate signed by the CA in
+	// Server.RootCAs whose only subject alternative name is DNS
+	// "wrong.example" (no IP addresses).
+	CertWrongName
+	// CertExpired has the same names and CA as CertValid, but its NotAfter
+	// lies in the past.
+	CertExpired
+	// CertUntrusted has the same names as CertValid, but is signed by a
+	// second CA that is not in Server.RootCAs.
+	CertUntrusted
+)
+
+// String returns the name of the constant, for test output.
+func (k CertKind) String() string {
+	switch k {
+	case CertValid:
+		return "CertValid"
+	case CertWrongName:
+		return "CertWrongName"
+	case CertExpired:
+		return "CertExpired"
+	case CertUntrusted:
+		return "CertUntrusted"
+	}
+	return fmt.Sprintf("CertKind(%d)", int(k))
+}
+
+// Options configures a Server. The zero value (or a nil *Options) gives a
+// well-behaved server.
+type Options struct {
+	// Hostname is the name used in the greeting and the EHLO/HELO reply;
+	// default "mx.test". It does not change the certificate names.
+	Hostname string
+	// Cert selects the certificate the server presents.
+	Cert CertKind
+	// MinTLSVersion is the server's minimum TLS version; 0 means the Go
+	// default, except that when MaxTLSVersion is below TLS 1.2 it means
+	// tls.VersionTLS10 (so MaxTLSVersion alone builds an old-TLS-only
+	// server).
+	MinTLSVersion uint16
+	// MaxTLSVersion is the server's maximum TLS version; 0 means the Go
+	// default.
+	MaxTLSVersion uint16
+	// Users maps usernames to passwords; nil means {"user": "pass"}.
+	Users map[string]string
+	// AuthMechanisms lists the SASL mechanisms advertised and accepted;
+	// nil means {"PLAIN", "LOGIN", "CRAM-MD5"}. An empty non-nil slice
+	// disables AUTH. Only PLAIN, LOGIN and CRAM-MD5 are implemented; other
+	// names are advertised but answered with 504.
+	AuthMechanisms []string
+	// AuthBeforeTLS also advertises and accepts AUTH on a plaintext
+	// session. By default AUTH is only advertised and accepted under TLS,
+	// and AUTH on a plaintext session gets "538 5.7.11 Encryption required
+	// for requested authentication mechanism".
+	AuthBeforeTLS bool
+	// AuthOnlyBeforeTLS advertises and accepts AUTH on a plaintext session
+	// but not under TLS, modelling capabilities that change across
+	// STARTTLS.
+	AuthOnlyBeforeTLS bool
+	// Extensions lists the EHLO keywords sent after the hostname line; nil
+	// means {"PIPELINING", "SIZE 10240000", "8BITMIME",
+	// "ENHANCEDSTATUSCODES", "SMTPUTF8"}. The server appends the STARTTLS
+	// and AUTH lines itself.
+	Extensions []string
+
+	// StripSTARTTLS never advertises STARTTLS and answers the STARTTLS
+	// command with "502 5.5.1 STARTTLS not available".
+	StripSTARTTLS bool
+	// STARTTLSReply, if set, is sent as the reply line to STARTTLS instead
+	// of the 220 reply, and the session stays plaintext.
+	STARTTLSReply string
+	// InjectAfterSTARTTLS, if set, is sent as raw bytes in the same write
+	// as the "220 2.0.0 Ready to start TLS" reply, before the handshake
+	// (response injection, RFC 3207 section 6).
+	InjectAfterSTARTTLS string
+	// PlaintextOnImplicit makes the implicit-TLS listener behave exactly
+	// like the STARTTLS listener, modelling implicit TLS pointed at a
+	// submission port that expects STARTTLS.
+	PlaintextOnImplicit bool
+	// Greeting, if set, replaces the greeting line (for example
+	// "554 5.3.2 no service"). The default is
+	// "220 <Hostname> ESMTP tlsmail-test".
+	Greeting string
+
+	// OnAccept, if set, is called with the raw connection right after
+	// Accept on both listeners, before any TLS or greeting. If it returns
+	// true the server closes the connection after it returns and does
+	// nothing else. It runs on the connection's goroutine; Close closes
+	// the connection, so a hook blocked reading from it returns.
+	OnAccept func(conn net.Conn) bool
+	// Handler, if set, is called for every line read in command state
+	// (after the TLS handshake on the implicit listener), including the
+	// client's lines inside an AUTH exchange, before default handling.
+	// The line is recorded in the transcript first. If Handler returns
+	// true the default processing of the line is skipped; for a line
+	// inside an AUTH exchange the exchange is abandoned without a reply.
+	Handler func(s *Session, line string) bool
+	// OnData, if set, is called after the end of message data has been
+	// read and before the reply. If it returns true the hook has replied
+	// (or closed the session) and the message is not recorded; if it
+	// returns false, *msg (including any changes the hook made) is
+	// recorded and acknowledged with 250. The transaction is reset either
+	// way. Messages over the size limit get 552 without calling OnData.
+	OnData func(s *Session, msg *Message) bool
+
+	// dataLimit overrides defaultDataLimit (for this package's tests).
+	dataLimit int
+}
+
+// Message is a message accepted by the server.
+type Message struct {
+	// From is the address inside MAIL FROM:<...>.
+	From string
+	// To holds the addresses inside RCPT TO:<...>, in order.
+	To []string
+	// MailParams is everything after the closing '>' of MAIL FROM,
+	// trimmed (for example "BODY=8BITMIME SMTPUTF8").
+	MailParams string
+	// Data is the message content with dot-stuffing removed, without the
+	// terminating ".\r\n". Line endings are kept as received.
+	Data []byte
+	// Raw is the exact bytes received after the 354 reply, including the
+	// terminating ".\r\n".
+	Raw []byte
+	// TLS reports whether the session was under TLS when DATA was
+	// received.
+	TLS bool
+	// AuthUser is the authenticated username, or "" if none.
+	AuthUser string
+}
+
+func (m Message) clone() Message {
+	m.To = append([]string(nil), m.To...)
+	m.Data = append([]byte(nil), m.Data...)
+	m.Raw = append([]byte(nil), m.Raw...)
+	return m
+}
+
+// Server is a running test SMTP server.
+type Server struct {
+	// ImplicitAddr is the "127.0.0.1:port" address of the listener that
+	// speaks TLS from the first byte (RFC 8314), unless
+	// Options.PlaintextOnImplicit is set.
+	ImplicitAddr string
+	// StartTLSAddr is the "127.0.0.1:port" address of the listener that
+	// sends a plaintext greeting and offers STARTTLS (RFC 3207).
+	StartTLSAddr string
+
+	opts      Options
+	hostname  string
+	users     map[string]string
+	mechs     []string
+	exts      []string
+	dataLimit int
+	tlsConfig *tls.Config
+	caCert    *x509.Certificate
+	caPEM     []byte
+
+	implicitLn net.Listener
+	startTLSLn net.Listener
+	wg         sync.WaitGroup
+	closeOnce  sync.Once
+
+	mu         sync.Mutex
+	closed     bool
+	conns      map[net.Conn]struct{}
+	active     int
+	idle       chan struct{} // closed when active drops to 0
+	accepted   int
+	transcript []string
+	messages   []Message
+	queueID    int
+}
+
+// Start starts a server with both listeners on 127.0.0.1:0. opts may be
+// nil. The caller must call Close.
+func Start(opts *Options) (*Server, error) {
+	var o Options
+	if opts != nil {
+		o = *opts
+	}
+	s := &Server{
+		opts:      o,
+		hostname:  o.Hostname,
+		mechs:     o.AuthMechanisms,
+		exts:      o.Extensions,
+		dataLimit: o.dataLimit,
+		conns:     make(map[net.Conn]struct{}),
+	}
+	if s.hostname == "" {
+		s.hostname = "mx.test"
+	}
+	if s.mechs == nil {
+		s.mechs = []string{"PLAIN", "LOGIN", "CRAM-MD5"}
+	} else {
+		s.mechs = append([]string(nil), s.mechs...)
+	}
+	if s.exts == nil {
+		s.exts = []string{"PIPELINING", "SIZE 10240000", "8BITMIME", "ENHANCEDSTATUSCODES", "SMTPUTF8"}
+	} else {
+		s.exts = append([]string(nil), s.exts...)
+	}
+	if s.dataLimit <= 0 {
+		s.dataLimit = defaultDataLimit
+	}
+	s.users = make(map[string]string)
+	if o.Users == nil {
+		s.users["user"] = "pass"
+	} else {
+		for u, p := range o.Users {
+			s.users[u] = p
+		}
+	}
+
+	certs, err := newCertSet(o.Cert)
+	if err != nil {
+		return nil, fmt.Errorf("smtptest: generating certificates: %w", err)
+	}
+	s.caCert = certs.caCert
+	s.caPEM = certs.caPEM
+	minV, maxV := o.MinTLSVersion, o.MaxTLSVersion
+	if minV == 0 && maxV != 0 && maxV < tls.VersionTLS12 {
+		minV = tls.VersionTLS10
+	}
+	s.tlsConfig = &tls.Config{
+		Certificates: []tls.Certificate{certs.leaf},
+		MinVersion:   minV,
+		MaxVersion:   maxV,
+	}
+
+	s.implicitLn, err = net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("smtptest: %w", err)
+	}
+	s.startTLSLn, err = net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		s.implicitLn.Close()
+		return nil, fmt.Errorf("smtptest: %w", err)
+	}
+	s.ImplicitAddr = s.implicitLn.Addr().String()
+	s.StartTLSAddr = s.startTLSLn.Addr().String()
+
+	s.wg.Add(2)
+	go s.acceptLoop(s.implicitLn, !o.PlaintextOnImplicit)
+	go s.acceptLoop(s.startTLSLn, false)
+	return s, nil
+}
+
+// NewServer starts a server like Start, registers Close with t.Cleanup,
+// and calls t.Fatal if the server cannot be started. opts may be nil.
+func NewServer(t testing.TB, opts *Options) *Server {
+	t.Helper()
+	s, err := Start(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+func (s *Server) acceptLoop(ln net.Listener, implicitTLS bool) {
+	defer s.wg.Done()
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Transient failure (for example EMFILE): back off briefly
+			// unless the server is closing.
+			s.mu.Lock()
+			closed := s.closed
+			s.mu.Unlock()
+			if closed {
+				return
+			}
+			time.Sleep(5 * time.Millisecond)
+			continue
+		}
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			c.Close()
+			return
+		}
+		s.conns[c] = struct{}{}
+		s.accepted++
+		if s.active == 0 {
+			s.idle = make(chan struct{})
+		}
+		s.active++
+		s.wg.Add(1)
+		s.mu.Unlock()
+		go s.serveConn(c, implicitTLS)
+	}
+}
+
+func (s *Server) connDone(c net.Conn) {
+	c.Close()
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.active--
+	if s.active == 0 {
+		close(s.idle)
+	}
+	s.mu.Unlock()
+	s.wg.Done()
+}
+
+// Close closes both listeners and all open connections, and waits for all
+// of the server's goroutines to exit. It may be called more than once.
+// Hooks that block on anything other than their connection delay Close.
+func (s *Server) Close() {
+	s.closeOnce.Do(func() {
+		s.mu.Lock()
+		s.closed = true
+		conns := make([]net.Conn, 0, len(s.conns))
+		for c := range s.conns {
+			conns = append(conns, c)
+		}
+		s.mu.Unlock()
+		s.implicitLn.Close()
+		s.startTLSLn.Close()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	s.wg.Wait()
+}
+
+// RootCAs returns a new pool holding the throwaway CA that signed the
+// server's certificate (for CertUntrusted, the CA that did not sign it).
+func (s *Server) RootCAs() *x509.CertPool {
+	p := x509.NewCertPool()
+	p.AddCert(s.caCert)
+	return p
+}
+
+// CACertPEM returns the certificate of the CA in RootCAs, PEM-encoded,
+// for example to write a file for SSL_CERT_FILE.
+func (s *Server) CACertPEM() []byte {
+	return append([]byte(nil), s.caPEM...)
+}
+
+// ClientTLSConfig returns a new client configuration that trusts RootCAs.
+// ServerName is not set.
+func (s *Server) ClientTLSConfig() *tls.Config {
+	return &tls.Config{RootCAs: s.RootCAs()}
+}
+
+// Transcript returns a copy of every line received from clients so far,
+// in arrival order across all connections, each as "plain: <line>" or
+// "tls: <line>" depending on whether the session was under TLS when the
+// line arrived, without its line ending. Message data lines are not
+// included. A line is recorded before the server replies to it.
+func (s *Server) Transcript() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.transcript...)
+}
+
+// Messages returns a copy of the messages accepted so far, in order. A
+// message is recorded before the server replies to the end of its data.
+func (s *Server) Messages() []Message {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]Message, len(s.messages))
+	for i, m := range s.messages {
+		out[i] = m.clone()
+	}
+	return out
+}
+
+// Reset clears the transcript and the accepted messages, and restarts the
+// "queued as" numbering.
+func (s *Server) Reset() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.transcript = nil
+	s.messages = nil
+	s.queueID = 0
+}
+
+// WaitIdle waits until no connection is open, that is until every session
+// goroutine has finished, and returns an error if that takes longer than
+// timeout. Connections not yet accepted by the server are not counted.
+func (s *Server) WaitIdle(timeout time.Duration) error {
+	s.mu.Lock()
+	if s.active == 0 {
+		s.mu.Unlock()
+		return nil
+	}
+	ch := s.idle
+	s.mu.Unlock()
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-ch:
+		return nil
+	case <-t.C:
+		s.mu.Lock()
+		n := s.active
+		s.mu.Unlock()
+		if n == 0 {
+			return nil
+		}
+		return fmt.Errorf("smtptest: %d connection(s) still open after %v", n, timeout)
+	}
+}
+
+// Connections returns the total number of connections accepted so far on
+// both listeners.
+func (s *Server) Connections() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.accepted
+}
+
+func (s *Server) record(isTLS bool, line string) {
+	prefix := "plain: "
+	if isTLS {
+		prefix = "tls: "
+	}
+	s.mu.Lock()
+	s.transcript = append(s.transcript, prefix+line)
+	s.mu.Unlock()
+}
+
+// addMessage records m and returns its queue number.
+func (s *Server) addMessage(m Message) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.messages = append(s.messages, m)
+	s.queueID++
+	return s.queueID
+}

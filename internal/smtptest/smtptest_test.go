@@ -1,0 +1,1406 @@
+package smtptest
+
+import (
+	"bytes"
+	"crypto/hmac"
+	"crypto/md5"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand"
+	"net"
+	"net/textproto"
+	"reflect"
+	"regexp"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// client is a minimal hand-rolled SMTP client that checks replies byte
+// for byte.
+type client struct {
+	t   testing.TB
+	raw net.Conn
+	c   net.Conn // raw or TLS
+	tp  *textproto.Conn
+}
+
+func newClient(t testing.TB, raw, c net.Conn) *client {
+	t.Helper()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	cl := &client{t: t, raw: raw, c: c, tp: textproto.NewConn(c)}
+	t.Cleanup(func() { raw.Close() })
+	return cl
+}
+
+func dialPlain(t testing.TB, addr string) *client {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return newClient(t, c, c)
+}
+
+// tlsClient is tls.Client with ServerName defaulting to the host of the
+// remote address, as tls.Dial does.
+func tlsClient(raw net.Conn, cfg *tls.Config) *tls.Conn {
+	if cfg.ServerName == "" && !cfg.InsecureSkipVerify {
+		cfg = cfg.Clone()
+		host, _, _ := net.SplitHostPort(raw.RemoteAddr().String())
+		cfg.ServerName = host
+	}
+	return tls.Client(raw, cfg)
+}
+
+func dialTLS(t testing.TB, addr string, cfg *tls.Config) *client {
+	t.Helper()
+	raw, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw.SetDeadline(time.Now().Add(5 * time.Second))
+	tc := tlsClient(raw, cfg)
+	if err := tc.Handshake(); err != nil {
+		raw.Close()
+		t.Fatalf("TLS handshake: %v", err)
+	}
+	return newClient(t, raw, tc)
+}
+
+// readLine reads one line and insists that it ends in CRLF.
+func (c *client) readLine() (string, error) {
+	s, err := c.tp.R.ReadString('\n')
+	if err != nil {
+		return s, err
+	}
+	if !strings.HasSuffix(s, "\r\n") {
+		return s, fmt.Errorf("reply line %q does not end in CRLF", s)
+	}
+	return s[:len(s)-2], nil
+}
+
+// reply reads one (possibly multi-line) reply.
+func (c *client) reply() []string {
+	c.t.Helper()
+	var lines []string
+	for {
+		l, err := c.readLine()
+		if err != nil {
+			c.t.Fatalf("reading reply (so far %q): %v", lines, err)
+		}
+		lines = append(lines, l)
+		if len(l) < 4 || l[3] != '-' {
+			return lines
+		}
+	}
+}
+
+func (c *client) expect(want ...string) {
+	c.t.Helper()
+	if got := c.reply(); !reflect.DeepEqual(got, want) {
+		c.t.Fatalf("reply = %q, want %q", got, want)
+	}
+}
+
+func (c *client) send(line string) {
+	c.t.Helper()
+	if err := c.tp.PrintfLine("%s", line); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+func (c *client) sendRaw(s string) {
+	c.t.Helper()
+	if _, err := c.c.Write([]byte(s)); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// cmd sends line and expects the reply lines want.
+func (c *client) cmd(line string, want ...string) {
+	c.t.Helper()
+	c.send(line)
+	c.expect(want...)
+}
+
+// expectEOF expects the server to close the connection.
+func (c *client) expectEOF() {
+	c.t.Helper()
+	b, err := c.tp.R.ReadByte()
+	if err == nil {
+		c.t.Fatalf("read %q, want EOF", b)
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		c.t.Fatalf("timeout waiting for the server to close")
+	}
+}
+
+// expectSilence expects no bytes from the server for d.
+func (c *client) expectSilence(d time.Duration) {
+	c.t.Helper()
+	c.c.SetReadDeadline(time.Now().Add(d))
+	b, err := c.tp.R.ReadByte()
+	var ne net.Error
+	if err == nil || !errors.As(err, &ne) || !ne.Timeout() {
+		c.t.Fatalf("read %q, %v; want silence", b, err)
+	}
+	c.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+}
+
+// startTLS upgrades the connection after a 220 reply to STARTTLS.
+func (c *client) startTLS(cfg *tls.Config) {
+	c.t.Helper()
+	if n := c.tp.R.Buffered(); n != 0 {
+		c.t.Fatalf("%d unexpected plaintext bytes buffered before handshake", n)
+	}
+	tc := tlsClient(c.raw, cfg)
+	if err := tc.Handshake(); err != nil {
+		c.t.Fatalf("STARTTLS handshake: %v", err)
+	}
+	c.c = tc
+	c.tp = textproto.NewConn(tc)
+}
+
+func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+
+func tlsConfigFor(srv *Server, name string) *tls.Config {
+	cfg := srv.ClientTLSConfig()
+	cfg.ServerName = name
+	return cfg
+}
+
+var defaultEHLOTLS = []string{
+	"250-mx.test",
+	"250-PIPELINING",
+	"250-SIZE 10240000",
+	"250-8BITMIME",
+	"250-ENHANCEDSTATUSCODES",
+	"250-SMTPUTF8",
+	"250 AUTH PLAIN LOGIN CRAM-MD5",
+}
+
+var defaultEHLOPlain = []string{
+	"250-mx.test",
+	"250-PIPELINING",
+	"250-SIZE 10240000",
+	"250-8BITMIME",
+	"250-ENHANCEDSTATUSCODES",
+	"250-SMTPUTF8",
+	"250 STARTTLS",
+}
+
+func checkTranscript(t *testing.T, srv *Server, want ...string) {
+	t.Helper()
+	if got := srv.Transcript(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("transcript:\n got %q\nwant %q", got, want)
+	}
+}
+
+func waitIdle(t *testing.T, srv *Server) {
+	t.Helper()
+	if err := srv.WaitIdle(3 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestImplicitTLSSendAuthPlain(t *testing.T) {
+	srv := NewServer(t, nil)
+	c := dialTLS(t, srv.ImplicitAddr, srv.ClientTLSConfig()) // verifies the IP SAN
+	if v := c.c.(*tls.Conn).ConnectionState().Version; v < tls.VersionTLS12 {
+		t.Errorf("TLS version %x", v)
+	}
+	c.expect("220 mx.test ESMTP tlsmail-test")
+	c.cmd("EHLO client.example", defaultEHLOTLS...)
+	c.cmd("AUTH PLAIN "+b64("\x00user\x00pass"), "235 2.7.0 Authentication successful")
+	c.cmd("MAIL FROM:<a@example.org> BODY=8BITMIME SMTPUTF8", "250 2.1.0 Ok")
+	c.cmd("RCPT TO:<b@example.net>", "250 2.1.5 Ok")
+	c.cmd("RCPT TO:<c@example.net> NOTIFY=NEVER", "250 2.1.5 Ok")
+	c.cmd("DATA", "354 End data with <CR><LF>.<CR><LF>")
+	c.sendRaw("Subject: hi\r\n\r\nhello\r\n.\r\n")
+	c.expect("250 2.0.0 Ok: queued as 1")
+	c.cmd("QUIT", "221 2.0.0 Bye")
+	c.expectEOF()
+	waitIdle(t, srv)
+
+	checkTranscript(t, srv,
+		"tls: EHLO client.example",
+		"tls: AUTH PLAIN AHVzZXIAcGFzcw==",
+		"tls: MAIL FROM:<a@example.org> BODY=8BITMIME SMTPUTF8",
+		"tls: RCPT TO:<b@example.net>",
+		"tls: RCPT TO:<c@example.net> NOTIFY=NEVER",
+		"tls: DATA",
+		"tls: QUIT",
+	)
+	want := []Message{{
+		From:       "a@example.org",
+		To:         []string{"b@example.net", "c@example.net"},
+		MailParams: "BODY=8BITMIME SMTPUTF8",
+		Data:       []byte("Subject: hi\r\n\r\nhello\r\n"),
+		Raw:        []byte("Subject: hi\r\n\r\nhello\r\n.\r\n"),
+		TLS:        true,
+		AuthUser:   "user",
+	}}
+	if got := srv.Messages(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("messages:\n got %+v\nwant %+v", got, want)
+	}
+	if n := srv.Connections(); n != 1 {
+		t.Errorf("Connections = %d", n)
+	}
+
+	// Snapshots are copies.
+	srv.Messages()[0].To[0] = "changed"
+	srv.Transcript()[0] = "changed"
+	if srv.Messages()[0].To[0] != "b@example.net" || srv.Transcript()[0] != "tls: EHLO client.example" {
+		t.Error("snapshot aliases server state")
+	}
+
+	srv.Reset()
+	if len(srv.Transcript()) != 0 || len(srv.Messages()) != 0 {
+		t.Error("Reset did not clear")
+	}
+	// Numbering restarts after Reset.
+	c = dialTLS(t, srv.ImplicitAddr, srv.ClientTLSConfig())
+	c.expect("220 mx.test ESMTP tlsmail-test")
+	c.cmd("HELO client.example", "250 mx.test")
+	c.cmd("MAIL FROM:<>", "250 2.1.0 Ok")
+	c.cmd("RCPT TO:<b@example.net>", "250 2.1.5 Ok")
+	c.cmd("DATA", "354 End data with <CR><LF>.<CR><LF>")
+	c.sendRaw(".\r\n")
+	c.expect("250 2.0.0 Ok: queued as 1")
+	m := srv.Messages()
+	if len(m) != 1 || m[0].From != "" || len(m[0].Data) != 0 || string(m[0].Raw) != ".\r\n" || m[0].AuthUser != "" || m[0].MailParams != "" {
+		t.Fatalf("null-sender empty message: %+v", m)
+	}
+	if n := srv.Connections(); n != 2 {
+		t.Errorf("Connections = %d", n)
+	}
+}
+
+func TestSTARTTLSLoginAndCRAMMD5(t *testing.T) {
+	srv := NewServer(t, nil)
+	c := dialPlain(t, srv.StartTLSAddr)
+	c.expect("220 mx.test ESMTP tlsmail-test")
+	c.cmd("EHLO client.example", defaultEHLOPlain...)
+	c.cmd("AUTH PLAIN "+b64("\x00user\x00pass"), "538 5.7.11 Encryption required for requested authentication mechanism")
+	c.cmd("STARTTLS extra", "501 5.5.4 Syntax: STARTTLS")
+	c.cmd("STARTTLS", "220 2.0.0 Ready to start TLS")
+	c.startTLS(tlsConfigFor(srv, "mx.test"))
+	c.cmd("MAIL FROM:<a@example.org>", "503 5.5.1 Error: send HELO/EHLO first")
+	c.cmd("AUTH LOGIN", "503 5.5.1 Error: send HELO/EHLO first")
+	c.cmd("EHLO client.example", defaultEHLOTLS...)
+	c.cmd("STARTTLS", "503 5.5.1 Error: TLS already active")
+	c.cmd("AUTH LOGIN", "334 VXNlcm5hbWU6")
+	c.cmd(b64("user"), "334 UGFzc3dvcmQ6")
+	c.cmd(b64("pass"), "235 2.7.0 Authentication successful")
+	c.cmd("AUTH PLAIN "+b64("\x00user\x00pass"), "503 5.5.1 Error: already authenticated")
+	c.cmd("MAIL FROM:<a@example.org>", "250 2.1.0 Ok")
+	c.cmd("RCPT TO:<b@example.net>", "250 2.1.5 Ok")
+	c.cmd("DATA", "354 End data with <CR><LF>.<CR><LF>")
+	c.sendRaw("x\r\n.\r\n")
+	c.expect("250 2.0.0 Ok: queued as 1")
+	c.cmd("QUIT", "221 2.0.0 Bye")
+	c.expectEOF()
+
+	// CRAM-MD5 on a second connection, over STARTTLS as well.
+	c = dialPlain(t, srv.StartTLSAddr)
+	c.expect("220 mx.test ESMTP tlsmail-test")
+	c.cmd("EHLO client.example", defaultEHLOPlain...)
+	c.cmd("STARTTLS", "220 2.0.0 Ready to start TLS")
+	c.startTLS(tlsConfigFor(srv, "localhost"))
+	c.cmd("EHLO client.example", defaultEHLOTLS...)
+	c.send("AUTH CRAM-MD5")
+	r := c.reply()
+	if len(r) != 1 || !strings.HasPrefix(r[0], "334 ") {
+		t.Fatalf("CRAM-MD5 challenge reply %q", r)
+	}
+	chal, err := base64.StdEncoding.DecodeString(r[0][4:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`^<\d+\.\d+@mx\.test>$`).Match(chal) {
+		t.Fatalf("challenge %q", chal)
+	}
+	mac := hmac.New(md5.New, []byte("pass"))
+	mac.Write(chal)
+	resp := b64("user " + hex.EncodeToString(mac.Sum(nil)))
+	c.cmd(resp, "235 2.7.0 Authentication successful")
+	c.cmd("MAIL FROM:<a@example.org>", "250 2.1.0 Ok")
+	c.cmd("RCPT TO:<b@example.net>", "250 2.1.5 Ok")
+	c.cmd("DATA", "354 End data with <CR><LF>.<CR><LF>")
+	c.sendRaw("y\r\n.\r\n")
+	c.expect("250 2.0.0 Ok: queued as 2")
+	c.cmd("QUIT", "221 2.0.0 Bye")
+	c.expectEOF()
+	waitIdle(t, srv)
+
+	checkTranscript(t, srv,
+		"plain: EHLO client.example",
+		"plain: AUTH PLAIN AHVzZXIAcGFzcw==",
+		"plain: STARTTLS extra",
+		"plain: STARTTLS",
+		"tls: MAIL FROM:<a@example.org>",
+		"tls: AUTH LOGIN",
+		"tls: EHLO client.example",
+		"tls: STARTTLS",
+		"tls: AUTH LOGIN",
+		"tls: dXNlcg==",
+		"tls: cGFzcw==",
+		"tls: AUTH PLAIN AHVzZXIAcGFzcw==",
+		"tls: MAIL FROM:<a@example.org>",
+		"tls: RCPT TO:<b@example.net>",
+		"tls: DATA",
+		"tls: QUIT",
+		"plain: EHLO client.example",
+		"plain: STARTTLS",
+		"tls: EHLO client.example",
+		"tls: AUTH CRAM-MD5",
+		"tls: "+resp,
+		"tls: MAIL FROM:<a@example.org>",
+		"tls: RCPT TO:<b@example.net>",
+		"tls: DATA",
+		"tls: QUIT",
+	)
+	msgs := srv.Messages()
+	if len(msgs) != 2 {
+		t.Fatalf("%d messages", len(msgs))
+	}
+	for i, want := range []string{"x\r\n", "y\r\n"} {
+		m := msgs[i]
+		if string(m.Data) != want || !m.TLS || m.AuthUser != "user" {
+			t.Errorf("message %d: %+v", i, m)
+		}
+	}
+}
+
+func TestAuthVariants(t *testing.T) {
+	srv := NewServer(t, &Options{Users: map[string]string{"alice": "s3cret", "bob": ""}})
+	c := dialTLS(t, srv.ImplicitAddr, srv.ClientTLSConfig())
+	c.expect("220 mx.test ESMTP tlsmail-test")
+	c.cmd("AUTH PLAIN", "503 5.5.1 Error: send HELO/EHLO first")
+	c.cmd("EHLO c", defaultEHLOTLS...)
+	c.cmd("AUTH", "501 5.5.4 Syntax: AUTH mechanism")
+	c.cmd("AUTH XOAUTH2", "504 5.5.4 Unrecognized authentication type")
+	c.cmd("AUTH PLAIN "+b64("\x00user\x00pass"), "535 5.7.8 Error: authentication failed: authentication failure")
+	c.cmd("AUTH PLAIN =", "535 5.7.8 Error: authentication failed: authentication failure")
+	c.cmd("AUTH PLAIN !!!", "501 5.5.2 Cannot decode response")
+	c.cmd("AUTH PLAIN "+b64("mallory\x00alice\x00s3cret"), "535 5.7.8 Error: authentication failed: authentication failure")
+	c.cmd("AUTH PLAIN", "334 ")
+	c.cmd("*", "501 5.7.0 Authentication aborted")
+	c.cmd("AUTH PLAIN", "334 ")
+	c.cmd("not base64", "501 5.5.2 Cannot decode response")
+	c.cmd("AUTH LOGIN "+b64("alice"), "334 UGFzc3dvcmQ6")
+	c.cmd(b64("wrong"), "535 5.7.8 Error: authentication failed: authentication failure")
+	c.cmd("AUTH LOGIN", "334 VXNlcm5hbWU6")
+	c.cmd("*", "501 5.7.0 Authentication aborted")
+	c.send("AUTH CRAM-MD5")
+	c.cmd(cramResponse(t, c.reply(), "alice", "wrong"), "535 5.7.8 Error: authentication failed: authentication failure")
+	c.send("AUTH CRAM-MD5")
+	c.cmd(cramResponse(t, c.reply(), "nobody", "s3cret"), "535 5.7.8 Error: authentication failed: authentication failure")
+	c.cmd("AUTH CRAM-MD5 "+b64("x"), "501 5.5.4 Syntax: CRAM-MD5 takes no initial response")
+	c.send("AUTH CRAM-MD5")
+	if r := c.reply(); len(r) != 1 || !strings.HasPrefix(r[0], "334 ") {
+		t.Fatalf("challenge reply %q", r)
+	}
+	c.cmd("*", "501 5.7.0 Authentication aborted")
+	// Authentication is refused inside a mail transaction.
+	c.cmd("MAIL FROM:<a@example.org>", "250 2.1.0 Ok")
+	c.cmd("AUTH PLAIN "+b64("\x00alice\x00s3cret"), "503 5.5.1 Error: MAIL transaction in progress")
+	c.cmd("RSET", "250 2.0.0 Ok")
+	// PLAIN with the response after an empty challenge, and a matching authzid.
+	c.cmd("auth plain", "334 ")
+	c.cmd(b64("alice\x00alice\x00s3cret"), "235 2.7.0 Authentication successful")
+	c.cmd("QUIT", "221 2.0.0 Bye")
+
+	// LOGIN with an initial response, and an empty password for bob.
+	c = dialTLS(t, srv.ImplicitAddr, srv.ClientTLSConfig())
+	c.expect("220 mx.test ESMTP tlsmail-test")
+	c.cmd("EHLO c", defaultEHLOTLS...)
+	c.cmd("AUTH LOGIN "+b64("bob"), "334 UGFzc3dvcmQ6")
+	c.cmd("", "235 2.7.0 Authentication successful")
+	c.cmd("MAIL FROM:<a@example.org>", "250 2.1.0 Ok")
+	c.cmd("RCPT TO:<b@example.net>", "250 2.1.5 Ok")
+	c.cmd("DATA", "354 End data with <CR><LF>.<CR><LF>")
+	c.sendRaw(".\r\n")
+	c.expect("250 2.0.0 Ok: queued as 1")
+	if m := srv.Messages(); len(m) != 1 || m[0].AuthUser != "bob" {
+		t.Fatalf("messages %+v", m)
+	}
+
+	// CRAM-MD5 for alice; the digest may be upper-case hex.
+	c = dialTLS(t, srv.ImplicitAddr, srv.ClientTLSConfig())
+	c.expect("220 mx.test ESMTP tlsmail-test")
+	c.cmd("EHLO c", defaultEHLOTLS...)
+	c.send("AUTH CRAM-MD5")
+	r := c.reply()
+	raw, _ := base64.StdEncoding.DecodeString(cramResponse(t, r, "alice", "s3cret"))
+	sp := bytes.LastIndexByte(raw, ' ')
+	c.cmd(b64(string(raw[:sp+1])+strings.ToUpper(string(raw[sp+1:]))), "235 2.7.0 Authentication successful")
+}
+
+// cramResponse answers a "334 <challenge>" reply.
+func cramResponse(t *testing.T, reply []string, user, pass string) string {
+	t.Helper()
+	if len(reply) != 1 || !strings.HasPrefix(reply[0], "334 ") {
+		t.Fatalf("challenge reply %q", reply)
+	}
+	chal, err := base64.StdEncoding.DecodeString(reply[0][4:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	mac := hmac.New(md5.New, []byte(pass))
+	mac.Write(chal)
+	return b64(user + " " + hex.EncodeToString(mac.Sum(nil)))
+}
+
+// startData opens a transaction and sends DATA on a plaintext session.
+func startData(t *testing.T, srv *Server) *client {
+	t.Helper()
+	c := dialPlain(t, srv.StartTLSAddr)
+	c.expect("220 mx.test ESMTP tlsmail-test")
+	c.cmd("HELO c", "250 mx.test")
+	c.cmd("MAIL FROM:<a@example.org>", "250 2.1.0 Ok")
+	c.cmd("RCPT TO:<b@example.net>", "250 2.1.5 Ok")
+	c.cmd("DATA", "354 End data with <CR><LF>.<CR><LF>")
+	return c
+}
+
+func TestDotStuffingAndStrictEndOfData(t *testing.T) {
+	tests := []struct {
+		name      string
+		raw, data string
+	}{
+		{"empty", ".\r\n", ""},
+		{"empty line", "\r\n.\r\n", "\r\n"},
+		{"stuffed", "line1\r\n..dot\r\n...two\r\n.x\r\n\r\n.\r\n", "line1\r\n.dot\r\n..two\r\nx\r\n\r\n"},
+		{"only dots", "..\r\n...\r\n.\r\n", ".\r\n..\r\n"},
+		{"bare LF dot", "a\n.\nb\r\n.\r\n", "a\n.\nb\r\n"},
+		{"bare LF after CRLF", "a\r\n.\n.\r\nc\r\n.\r\n", "a\r\n\n.\r\nc\r\n"},
+		{"bare CR", "x\r.\r\n.\r\n", "x\r.\r\n"},
+		{"dot CR x", ".\r.\r\n.\r\n", "\r.\r\n"},
+		{"dot CR CR LF", ".\r\r\n.\r\n", "\r\r\n"},
+		{"CRCRLF then dot", "a\r\r\n.\r\n", "a\r\r\n"},
+		{"no final CRLF before dot", "abc.\r\n.\r\n", "abc.\r\n"},
+		{"binary", "\x00\xff\r\n\x1b.\r\n.\r\n", "\x00\xff\r\n\x1b.\r\n"},
+	}
+	srv := NewServer(t, nil)
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			srv.Reset()
+			c := startData(t, srv)
+			c.sendRaw(tc.raw)
+			c.expect("250 2.0.0 Ok: queued as 1")
+			m := srv.Messages()
+			if len(m) != 1 {
+				t.Fatalf("%d messages", len(m))
+			}
+			if string(m[0].Raw) != tc.raw {
+				t.Errorf("Raw = %q, want %q", m[0].Raw, tc.raw)
+			}
+			if string(m[0].Data) != tc.data {
+				t.Errorf("Data = %q, want %q", m[0].Data, tc.data)
+			}
+			if m[0].TLS {
+				t.Error("TLS = true on plaintext session")
+			}
+		})
+	}
+
+	t.Run("not ended by LF dot LF", func(t *testing.T) {
+		srv.Reset()
+		c := startData(t, srv)
+		c.sendRaw("hello\n.\n")
+		c.expectSilence(150 * time.Millisecond)
+		c.sendRaw("\r.\n")
+		c.expectSilence(50 * time.Millisecond)
+		c.sendRaw("x\r\n.\r")
+		c.expectSilence(50 * time.Millisecond)
+		c.sendRaw("x\r\n") // ".\rx\r\n" is a stuffed line, not the end
+		c.expectSilence(50 * time.Millisecond)
+		// Split the terminator across writes.
+		c.sendRaw(".")
+		time.Sleep(10 * time.Millisecond)
+		c.sendRaw("\r")
+		time.Sleep(10 * time.Millisecond)
+		c.sendRaw("\nQUIT\r\n") // pipelined after the data
+		c.expect("250 2.0.0 Ok: queued as 1")
+		c.expect("221 2.0.0 Bye")
+		c.expectEOF()
+		m := srv.Messages()
+		want := "hello\n.\n\r.\nx\r\n\rx\r\n"
+		if len(m) != 1 || string(m[0].Data) != want {
+			t.Fatalf("messages %+v, want Data %q", m, want)
+		}
+		if string(m[0].Raw) != "hello\n.\n\r.\nx\r\n.\rx\r\n.\r\n" {
+			t.Errorf("Raw = %q", m[0].Raw)
+		}
+		checkTranscript(t, srv,
+			"plain: HELO c",
+			"plain: MAIL FROM:<a@example.org>",
+			"plain: RCPT TO:<b@example.net>",
+			"plain: DATA",
+			"plain: QUIT",
+		)
+	})
+
+	t.Run("pipelined transaction", func(t *testing.T) {
+		srv.Reset()
+		c := dialPlain(t, srv.StartTLSAddr)
+		c.expect("220 mx.test ESMTP tlsmail-test")
+		c.sendRaw("EHLO c\r\nMAIL FROM:<a@x> SMTPUTF8\r\nRCPT TO:<b@x>\r\nRCPT TO:<c@x>\r\nDATA\r\n")
+		c.expect(defaultEHLOPlain...)
+		c.expect("250 2.1.0 Ok")
+		c.expect("250 2.1.5 Ok")
+		c.expect("250 2.1.5 Ok")
+		c.expect("354 End data with <CR><LF>.<CR><LF>")
+		c.sendRaw("big\r\n" + strings.Repeat("0123456789", 2000) + "\r\n.\r\nMAIL FROM:<d@x>\n")
+		c.expect("250 2.0.0 Ok: queued as 1")
+		c.expect("250 2.1.0 Ok") // bare LF accepted for commands
+		m := srv.Messages()
+		if len(m) != 1 || len(m[0].Data) != 5+20002 || !reflect.DeepEqual(m[0].To, []string{"b@x", "c@x"}) || m[0].MailParams != "SMTPUTF8" {
+			t.Fatalf("message %+v", m)
+		}
+	})
+
+	t.Run("too big", func(t *testing.T) {
+		srv := NewServer(t, &Options{dataLimit: 100})
+		c := startData(t, srv)
+		c.sendRaw(strings.Repeat("x", 60) + "\r\n" + strings.Repeat("y", 60) + "\r\n.\r\n")
+		c.expect("552 5.3.4 Error: message file too big")
+		c.cmd("MAIL FROM:<a@example.org>", "250 2.1.0 Ok") // transaction was reset
+		c.cmd("RCPT TO:<b@example.net>", "250 2.1.5 Ok")
+		c.cmd("DATA", "354 End data with <CR><LF>.<CR><LF>")
+		c.sendRaw("small\r\n.\r\n")
+		c.expect("250 2.0.0 Ok: queued as 1")
+		if m := srv.Messages(); len(m) != 1 || string(m[0].Data) != "small\r\n" {
+			t.Fatalf("messages %+v", m)
+		}
+	})
+}
+
+func TestCommandErrors(t *testing.T) {
+	srv := NewServer(t, nil)
+	c := dialPlain(t, srv.StartTLSAddr)
+	c.expect("220 mx.test ESMTP tlsmail-test")
+	c.cmd("MAIL FROM:<a@example.org>", "503 5.5.1 Error: send HELO/EHLO first")
+	c.cmd("EHLO", "501 5.5.4 Syntax: EHLO hostname")
+	c.cmd("HELO", "501 5.5.4 Syntax: HELO hostname")
+	c.cmd("ehlo c", defaultEHLOPlain...)
+	c.cmd("RCPT TO:<b@example.net>", "503 5.5.1 Error: need MAIL command")
+	c.cmd("DATA", "503 5.5.1 Error: need RCPT command")
+	c.cmd("MAIL FROM:a@example.org", "501 5.5.4 Syntax: MAIL FROM:<address>")
+	c.cmd("MAIL TO:<a@example.org>", "501 5.5.4 Syntax: MAIL FROM:<address>")
+	c.cmd("MAIL FROM:<a@example.org", "501 5.5.4 Syntax: MAIL FROM:<address>")
+	c.cmd("MAIL", "501 5.5.4 Syntax: MAIL FROM:<address>")
+	c.cmd(`mail from: <"odd>local"@example.org>  SIZE=10 `, "250 2.1.0 Ok")
+	c.cmd("MAIL FROM:<a@example.org>", "503 5.5.1 Error: nested MAIL command")
+	c.cmd("DATA", "503 5.5.1 Error: need RCPT command")
+	c.cmd("RCPT TO:<>", "501 5.5.4 Syntax: RCPT TO:<address>")
+	c.cmd("RCPT b@example.net", "501 5.5.4 Syntax: RCPT TO:<address>")
+	c.cmd("rcpt to:<b@example.net>", "250 2.1.5 Ok")
+	c.cmd("DATA now", "501 5.5.4 Syntax: DATA")
+	c.cmd("RSET", "250 2.0.0 Ok")
+	c.cmd("RCPT TO:<b@example.net>", "503 5.5.1 Error: need MAIL command")
+	c.cmd("NOOP", "250 2.0.0 Ok")
+	c.cmd("NOOP with args", "250 2.0.0 Ok")
+	c.cmd("VRFY user", "252 2.0.0 Cannot VRFY user")
+	c.cmd("HELP", "502 5.5.2 Error: command not recognized")
+	c.cmd("", "500 5.5.2 Error: bad syntax")
+	c.cmd(strings.Repeat("A", 5000), "500 5.5.2 Line too long")
+	c.cmd("NOOP "+strings.Repeat("A", 4092), "500 5.5.2 Line too long") // 4097 bytes
+	c.cmd("NOOP "+strings.Repeat("A", 4091), "250 2.0.0 Ok")            // exactly 4096
+	c.sendRaw("NOOP " + strings.Repeat("A", 4091) + "\n")               // 4096 with bare LF
+	c.expect("250 2.0.0 Ok")
+	c.cmd("MAIL FROM:<a@example.org>", "250 2.1.0 Ok")
+	c.cmd("EHLO again", defaultEHLOPlain...) // resets the transaction
+	c.cmd("RCPT TO:<b@example.net>", "503 5.5.1 Error: need MAIL command")
+	c.cmd("MAIL FROM:<a@example.org>", "250 2.1.0 Ok")
+	c.cmd("HELO again", "250 mx.test")
+	c.cmd("RCPT TO:<b@example.net>", "503 5.5.1 Error: need MAIL command")
+	c.cmd("quit", "221 2.0.0 Bye")
+	c.expectEOF()
+
+	tr := srv.Transcript()
+	if len(tr) != 35 {
+		t.Fatalf("transcript has %d lines", len(tr))
+	}
+	if want := "plain: " + strings.Repeat("A", 4096); tr[24] != want {
+		t.Errorf("too-long line recorded as %d bytes", len(tr[24]))
+	}
+	if tr[23] != "plain: " {
+		t.Errorf("empty line recorded as %q", tr[23])
+	}
+	if got := srv.Messages(); len(got) != 0 {
+		t.Errorf("messages %+v", got)
+	}
+}
+
+// plainEHLONoSTARTTLS is the EHLO reply on a plaintext session without
+// STARTTLS or AUTH.
+var plainEHLONoSTARTTLS = []string{
+	"250-mx.test",
+	"250-PIPELINING",
+	"250-SIZE 10240000",
+	"250-8BITMIME",
+	"250-ENHANCEDSTATUSCODES",
+	"250 SMTPUTF8",
+}
+
+func TestFaultOptions(t *testing.T) {
+	t.Run("StripSTARTTLS", func(t *testing.T) {
+		srv := NewServer(t, &Options{StripSTARTTLS: true})
+		c := dialPlain(t, srv.StartTLSAddr)
+		c.expect("220 mx.test ESMTP tlsmail-test")
+		c.cmd("EHLO c", plainEHLONoSTARTTLS...)
+		c.cmd("STARTTLS", "502 5.5.1 STARTTLS not available")
+		c.cmd("EHLO c", plainEHLONoSTARTTLS...)
+		checkTranscript(t, srv, "plain: EHLO c", "plain: STARTTLS", "plain: EHLO c")
+	})
+
+	t.Run("STARTTLSReply", func(t *testing.T) {
+		srv := NewServer(t, &Options{STARTTLSReply: "454 4.7.0 TLS not available due to local problem"})
+		c := dialPlain(t, srv.StartTLSAddr)
+		c.expect("220 mx.test ESMTP tlsmail-test")
+		c.cmd("EHLO c", defaultEHLOPlain...)
+		c.cmd("STARTTLS", "454 4.7.0 TLS not available due to local problem")
+		c.cmd("EHLO c", defaultEHLOPlain...)
+		c.cmd("MAIL FROM:<a@x>", "250 2.1.0 Ok")
+		checkTranscript(t, srv, "plain: EHLO c", "plain: STARTTLS", "plain: EHLO c", "plain: MAIL FROM:<a@x>")
+	})
+
+	t.Run("InjectAfterSTARTTLS", func(t *testing.T) {
+		srv := NewServer(t, &Options{InjectAfterSTARTTLS: "250-injected\r\n250 more\r\n"})
+		c := dialPlain(t, srv.StartTLSAddr)
+		c.expect("220 mx.test ESMTP tlsmail-test")
+		c.cmd("EHLO c", defaultEHLOPlain...)
+		c.send("STARTTLS")
+		c.expect("220 2.0.0 Ready to start TLS")
+		// The injected bytes arrive in plaintext, before the handshake.
+		c.expect("250-injected", "250 more")
+		c.startTLS(tlsConfigFor(srv, "mx.test"))
+		c.cmd("EHLO c", defaultEHLOTLS...)
+		checkTranscript(t, srv, "plain: EHLO c", "plain: STARTTLS", "tls: EHLO c")
+	})
+
+	t.Run("PlaintextOnImplicit", func(t *testing.T) {
+		srv := NewServer(t, &Options{PlaintextOnImplicit: true})
+		c := dialPlain(t, srv.ImplicitAddr)
+		c.expect("220 mx.test ESMTP tlsmail-test")
+		c.cmd("EHLO c", defaultEHLOPlain...)
+		c.cmd("STARTTLS", "220 2.0.0 Ready to start TLS")
+		c.startTLS(srv.ClientTLSConfig())
+		c.cmd("EHLO c", defaultEHLOTLS...)
+
+		// A TLS client pointed at it fails its handshake (it gets the
+		// plaintext greeting instead of a ServerHello).
+		raw, err := net.Dial("tcp", srv.ImplicitAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer raw.Close()
+		raw.SetDeadline(time.Now().Add(5 * time.Second))
+		if err := tlsClient(raw, srv.ClientTLSConfig()).Handshake(); err == nil {
+			t.Fatal("TLS handshake against plaintext port succeeded")
+		}
+	})
+
+	t.Run("Greeting and Hostname", func(t *testing.T) {
+		srv := NewServer(t, &Options{Greeting: "554 5.3.2 no service", Hostname: "smtp.example", Extensions: []string{}, StripSTARTTLS: true})
+		c := dialPlain(t, srv.StartTLSAddr)
+		c.expect("554 5.3.2 no service")
+		c.cmd("EHLO c", "250 smtp.example")
+		c.cmd("HELO c", "250 smtp.example")
+		c.cmd("QUIT", "221 2.0.0 Bye")
+
+		srv = NewServer(t, &Options{Hostname: "smtp.example", Extensions: []string{"X-ONE", "SIZE 5"}})
+		c = dialTLS(t, srv.ImplicitAddr, srv.ClientTLSConfig())
+		c.expect("220 smtp.example ESMTP tlsmail-test")
+		c.cmd("EHLO c", "250-smtp.example", "250-X-ONE", "250-SIZE 5", "250 AUTH PLAIN LOGIN CRAM-MD5")
+		c.send("AUTH CRAM-MD5")
+		r := c.reply()
+		chal, _ := base64.StdEncoding.DecodeString(strings.TrimPrefix(r[0], "334 "))
+		if !strings.HasSuffix(string(chal), "@smtp.example>") {
+			t.Errorf("challenge %q", chal)
+		}
+	})
+
+	t.Run("AuthBeforeTLS", func(t *testing.T) {
+		srv := NewServer(t, &Options{AuthBeforeTLS: true})
+		c := dialPlain(t, srv.StartTLSAddr)
+		c.expect("220 mx.test ESMTP tlsmail-test")
+		c.cmd("EHLO c", append(append([]string{}, defaultEHLOPlain[:6]...), "250-STARTTLS", "250 AUTH PLAIN LOGIN CRAM-MD5")...)
+		c.cmd("AUTH PLAIN "+b64("\x00user\x00pass"), "235 2.7.0 Authentication successful")
+		c.cmd("MAIL FROM:<a@x>", "250 2.1.0 Ok")
+		c.cmd("RCPT TO:<b@x>", "250 2.1.5 Ok")
+		c.cmd("DATA", "354 End data with <CR><LF>.<CR><LF>")
+		c.sendRaw("hi\r\n.\r\n")
+		c.expect("250 2.0.0 Ok: queued as 1")
+		if m := srv.Messages(); len(m) != 1 || m[0].TLS || m[0].AuthUser != "user" {
+			t.Fatalf("messages %+v", m)
+		}
+		c.cmd("STARTTLS", "220 2.0.0 Ready to start TLS")
+		c.startTLS(srv.ClientTLSConfig())
+		c.cmd("EHLO c", defaultEHLOTLS...)
+		// Authentication is forgotten across STARTTLS.
+		c.cmd("AUTH PLAIN "+b64("\x00user\x00pass"), "235 2.7.0 Authentication successful")
+	})
+
+	t.Run("AuthOnlyBeforeTLS", func(t *testing.T) {
+		srv := NewServer(t, &Options{AuthOnlyBeforeTLS: true, AuthMechanisms: []string{"LOGIN"}})
+		c := dialPlain(t, srv.StartTLSAddr)
+		c.expect("220 mx.test ESMTP tlsmail-test")
+		c.cmd("EHLO c", append(append([]string{}, defaultEHLOPlain[:6]...), "250-STARTTLS", "250 AUTH LOGIN")...)
+		c.cmd("AUTH PLAIN "+b64("\x00user\x00pass"), "504 5.5.4 Unrecognized authentication type")
+		c.cmd("STARTTLS", "220 2.0.0 Ready to start TLS")
+		c.startTLS(srv.ClientTLSConfig())
+		c.cmd("EHLO c", plainEHLONoSTARTTLS...)
+		c.cmd("AUTH LOGIN", "504 5.5.4 Unrecognized authentication type")
+	})
+
+	t.Run("AuthMechanisms", func(t *testing.T) {
+		srv := NewServer(t, &Options{AuthMechanisms: []string{"PLAIN", "XOAUTH2"}})
+		c := dialTLS(t, srv.ImplicitAddr, srv.ClientTLSConfig())
+		c.expect("220 mx.test ESMTP tlsmail-test")
+		c.cmd("EHLO c", append(append([]string{}, defaultEHLOTLS[:6]...), "250 AUTH PLAIN XOAUTH2")...)
+		c.cmd("AUTH LOGIN", "504 5.5.4 Unrecognized authentication type")
+		c.cmd("AUTH XOAUTH2 abc", "504 5.5.4 Unrecognized authentication type")
+		c.cmd("AUTH plain "+b64("\x00user\x00pass"), "235 2.7.0 Authentication successful")
+
+		srv = NewServer(t, &Options{AuthMechanisms: []string{}})
+		c = dialTLS(t, srv.ImplicitAddr, srv.ClientTLSConfig())
+		c.expect("220 mx.test ESMTP tlsmail-test")
+		c.cmd("EHLO c", plainEHLONoSTARTTLS...)
+		c.cmd("AUTH PLAIN "+b64("\x00user\x00pass"), "504 5.5.4 Unrecognized authentication type")
+	})
+}
+
+func TestCertificates(t *testing.T) {
+	t.Run("valid", func(t *testing.T) {
+		srv := NewServer(t, nil)
+		for _, name := range []string{"", "localhost", "mx.test"} {
+			c := dialTLS(t, srv.ImplicitAddr, tlsConfigFor(srv, name))
+			c.expect("220 mx.test ESMTP tlsmail-test")
+			leaf := c.c.(*tls.Conn).ConnectionState().PeerCertificates[0]
+			for _, h := range []string{"localhost", "mx.test", "127.0.0.1", "::1"} {
+				if err := leaf.VerifyHostname(h); err != nil {
+					t.Error(err)
+				}
+			}
+		}
+		block, rest := pem.Decode(srv.CACertPEM())
+		if block == nil || block.Type != "CERTIFICATE" || len(bytes.TrimSpace(rest)) != 0 {
+			t.Fatalf("CACertPEM: %q", srv.CACertPEM())
+		}
+		ca, err := x509.ParseCertificate(block.Bytes)
+		if err != nil || !ca.IsCA {
+			t.Fatalf("CA: %v %v", ca, err)
+		}
+		if !srv.RootCAs().Equal(func() *x509.CertPool { p := x509.NewCertPool(); p.AppendCertsFromPEM(srv.CACertPEM()); return p }()) {
+			t.Error("RootCAs and CACertPEM disagree")
+		}
+		if srv.ClientTLSConfig() == srv.ClientTLSConfig() || srv.ClientTLSConfig().ServerName != "" {
+			t.Error("ClientTLSConfig must be a new value without ServerName")
+		}
+		// Each server has its own CA.
+		other := NewServer(t, nil)
+		if bytes.Equal(other.CACertPEM(), srv.CACertPEM()) {
+			t.Error("two servers share a CA")
+		}
+	})
+
+	for _, tc := range []struct {
+		kind  CertKind
+		check func(error) bool
+	}{
+		{CertWrongName, func(err error) bool { var e x509.HostnameError; return errors.As(err, &e) }},
+		{CertExpired, func(err error) bool {
+			var e x509.CertificateInvalidError
+			return errors.As(err, &e) && e.Reason == x509.Expired
+		}},
+		{CertUntrusted, func(err error) bool { var e x509.UnknownAuthorityError; return errors.As(err, &e) }},
+	} {
+		t.Run(tc.kind.String(), func(t *testing.T) {
+			srv := NewServer(t, &Options{Cert: tc.kind})
+			for _, addr := range []string{srv.ImplicitAddr, srv.StartTLSAddr} {
+				raw, err := net.Dial("tcp", addr)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer raw.Close()
+				raw.SetDeadline(time.Now().Add(5 * time.Second))
+				if addr == srv.StartTLSAddr {
+					c := newClient(t, raw, raw)
+					c.expect("220 mx.test ESMTP tlsmail-test")
+					c.cmd("STARTTLS", "220 2.0.0 Ready to start TLS")
+				}
+				cfg := tlsConfigFor(srv, "mx.test")
+				if tc.kind == CertWrongName {
+					cfg.ServerName = ""
+				}
+				err = tlsClient(raw, cfg).Handshake()
+				if err == nil || !tc.check(err) {
+					t.Fatalf("handshake error %v (%T)", err, err)
+				}
+			}
+			waitIdle(t, srv) // the server dropped the connections
+			// Without verification the certificate is usable.
+			cfg := &tls.Config{InsecureSkipVerify: true}
+			c := dialTLS(t, srv.ImplicitAddr, cfg)
+			c.expect("220 mx.test ESMTP tlsmail-test")
+			leaf := c.c.(*tls.Conn).ConnectionState().PeerCertificates[0]
+			wantDNS := []string{"localhost", "mx.test"}
+			if tc.kind == CertWrongName {
+				wantDNS = []string{"wrong.example"}
+			}
+			if !reflect.DeepEqual(leaf.DNSNames, wantDNS) {
+				t.Errorf("DNSNames %q", leaf.DNSNames)
+			}
+		})
+	}
+}
+
+func TestTLSVersions(t *testing.T) {
+	srv := NewServer(t, &Options{MinTLSVersion: tls.VersionTLS10, MaxTLSVersion: tls.VersionTLS11})
+	cfg := srv.ClientTLSConfig()
+	cfg.MinVersion = tls.VersionTLS10
+	c := dialTLS(t, srv.ImplicitAddr, cfg)
+	if v := c.c.(*tls.Conn).ConnectionState().Version; v != tls.VersionTLS11 {
+		t.Fatalf("version %x", v)
+	}
+	c.expect("220 mx.test ESMTP tlsmail-test")
+
+	// MaxTLSVersion alone also works.
+	srv2 := NewServer(t, &Options{MaxTLSVersion: tls.VersionTLS11})
+	cfg2 := srv2.ClientTLSConfig()
+	cfg2.MinVersion = tls.VersionTLS10
+	c = dialTLS(t, srv2.ImplicitAddr, cfg2)
+	c.expect("220 mx.test ESMTP tlsmail-test")
+
+	// A client with Go's default minimum (TLS 1.2) refuses.
+	raw, err := net.Dial("tcp", srv.ImplicitAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	raw.SetDeadline(time.Now().Add(5 * time.Second))
+	if err := tlsClient(raw, srv.ClientTLSConfig()).Handshake(); err == nil {
+		t.Fatal("handshake with TLS 1.2+ client succeeded against TLS 1.1 server")
+	}
+
+	srv3 := NewServer(t, &Options{MinTLSVersion: tls.VersionTLS13})
+	cfg = srv3.ClientTLSConfig()
+	cfg.MaxVersion = tls.VersionTLS12
+	raw, err = net.Dial("tcp", srv3.ImplicitAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	raw.SetDeadline(time.Now().Add(5 * time.Second))
+	if err := tlsClient(raw, cfg).Handshake(); err == nil {
+		t.Fatal("TLS 1.2 handshake succeeded against TLS 1.3-only server")
+	}
+}
+
+func TestHooks(t *testing.T) {
+	t.Run("Handler", func(t *testing.T) {
+		var tlsSeen []bool
+		var mu sync.Mutex
+		srv := NewServer(t, &Options{Handler: func(s *Session, line string) bool {
+			mu.Lock()
+			tlsSeen = append(tlsSeen, s.TLS())
+			mu.Unlock()
+			switch {
+			case line == "EHLO c":
+				s.Reply("250-hooked", "250 AUTH PLAIN")
+				return true
+			case line == "SECRET":
+				// The hook may speak any bytes.
+				s.WriteRaw([]byte("299 raw\r\n"))
+				return true
+			case line == b64("user"):
+				// Taking over a SASL response abandons the exchange.
+				s.Reply("421 4.7.0 hook says no")
+				return true
+			case line == "DROP":
+				s.Close()
+				return true
+			}
+			return false
+		}})
+		c := dialTLS(t, srv.ImplicitAddr, srv.ClientTLSConfig())
+		c.expect("220 mx.test ESMTP tlsmail-test")
+		c.cmd("EHLO c", "250-hooked", "250 AUTH PLAIN")
+		c.cmd("EHLO d", append(append([]string{}, defaultEHLOTLS[:6]...), "250 AUTH PLAIN LOGIN CRAM-MD5")...)
+		c.cmd("SECRET", "299 raw")
+		c.cmd("AUTH LOGIN", "334 VXNlcm5hbWU6")
+		c.cmd(b64("user"), "421 4.7.0 hook says no")
+		c.cmd("NOOP", "250 2.0.0 Ok") // back in command state
+		c.cmd("AUTH LOGIN", "334 VXNlcm5hbWU6")
+		c.cmd(b64("other"), "334 UGFzc3dvcmQ6")
+		c.cmd(b64("x"), "535 5.7.8 Error: authentication failed: authentication failure")
+		c.send("DROP")
+		c.expectEOF()
+		waitIdle(t, srv)
+		checkTranscript(t, srv,
+			"tls: EHLO c", "tls: EHLO d", "tls: SECRET",
+			"tls: AUTH LOGIN", "tls: dXNlcg==", "tls: NOOP",
+			"tls: AUTH LOGIN", "tls: b3RoZXI=", "tls: eA==", "tls: DROP",
+		)
+		mu.Lock()
+		defer mu.Unlock()
+		if len(tlsSeen) != 10 {
+			t.Fatalf("handler called %d times", len(tlsSeen))
+		}
+		for _, v := range tlsSeen {
+			if !v {
+				t.Error("Session.TLS() false on implicit TLS session")
+			}
+		}
+	})
+
+	t.Run("Handler StartTLS", func(t *testing.T) {
+		srv := NewServer(t, &Options{Handler: func(s *Session, line string) bool {
+			if line != "STARTTLS" || s.TLS() {
+				return false
+			}
+			s.Reply("220-two", "220 lines")
+			if err := s.StartTLS(); err != nil {
+				s.Close()
+			}
+			return true
+		}})
+		c := dialPlain(t, srv.StartTLSAddr)
+		c.expect("220 mx.test ESMTP tlsmail-test")
+		c.cmd("MAIL FROM:<a@x>", "503 5.5.1 Error: send HELO/EHLO first")
+		c.cmd("EHLO c", defaultEHLOPlain...)
+		c.cmd("STARTTLS", "220-two", "220 lines")
+		c.startTLS(srv.ClientTLSConfig())
+		c.cmd("STARTTLS", "503 5.5.1 Error: TLS already active")
+		c.cmd("MAIL FROM:<a@x>", "503 5.5.1 Error: send HELO/EHLO first")
+	})
+
+	t.Run("OnData", func(t *testing.T) {
+		var got []*Message
+		srv := NewServer(t, &Options{OnData: func(s *Session, m *Message) bool {
+			got = append(got, m) // only touched on session goroutines, sequentially
+			switch string(m.Data) {
+			case "reject\r\n":
+				s.Reply("451 4.3.0 try later")
+				return true
+			case "drop\r\n":
+				s.Close()
+				return true
+			}
+			return false
+		}})
+		c := startData(t, srv)
+		c.sendRaw("reject\r\n.\r\n")
+		c.expect("451 4.3.0 try later")
+		c.cmd("RCPT TO:<b@x>", "503 5.5.1 Error: need MAIL command") // transaction reset
+		c.cmd("MAIL FROM:<a@x>", "250 2.1.0 Ok")
+		c.cmd("RCPT TO:<b@x>", "250 2.1.5 Ok")
+		c.cmd("DATA", "354 End data with <CR><LF>.<CR><LF>")
+		c.sendRaw("keep\r\n.\r\n")
+		c.expect("250 2.0.0 Ok: queued as 1")
+		c.cmd("MAIL FROM:<a@x>", "250 2.1.0 Ok")
+		c.cmd("RCPT TO:<b@x>", "250 2.1.5 Ok")
+		c.cmd("DATA", "354 End data with <CR><LF>.<CR><LF>")
+		c.sendRaw("drop\r\n.\r\n")
+		c.expectEOF()
+		waitIdle(t, srv)
+		m := srv.Messages()
+		if len(m) != 1 || string(m[0].Data) != "keep\r\n" {
+			t.Fatalf("messages %+v", m)
+		}
+		if len(got) != 3 || got[0].From != "a@example.org" || string(got[0].Raw) != "reject\r\n.\r\n" {
+			t.Fatalf("hook saw %+v", got)
+		}
+	})
+
+	t.Run("OnAccept raw", func(t *testing.T) {
+		var mu sync.Mutex
+		var seen []string
+		srv := NewServer(t, &Options{OnAccept: func(conn net.Conn) bool {
+			mu.Lock()
+			seen = append(seen, conn.LocalAddr().String())
+			mu.Unlock()
+			if _, ok := conn.(*tls.Conn); ok {
+				panic("OnAccept got a TLS connection")
+			}
+			conn.Write([]byte("220 raw hello\r\n"))
+			return true
+		}})
+		for _, addr := range []string{srv.ImplicitAddr, srv.StartTLSAddr} {
+			c := dialPlain(t, addr)
+			c.expect("220 raw hello")
+			c.expectEOF()
+		}
+		waitIdle(t, srv)
+		mu.Lock()
+		defer mu.Unlock()
+		if !reflect.DeepEqual(seen, []string{srv.ImplicitAddr, srv.StartTLSAddr}) {
+			t.Errorf("OnAccept saw %q", seen)
+		}
+		if srv.Connections() != 2 || len(srv.Transcript()) != 0 {
+			t.Errorf("Connections %d, transcript %q", srv.Connections(), srv.Transcript())
+		}
+
+		// Returning false continues normally.
+		srv = NewServer(t, &Options{OnAccept: func(net.Conn) bool { return false }})
+		c := dialTLS(t, srv.ImplicitAddr, srv.ClientTLSConfig())
+		c.expect("220 mx.test ESMTP tlsmail-test")
+	})
+}
+
+// closeWithin runs srv.Close and fails if it takes longer than d.
+func closeWithin(t *testing.T, srv *Server, d time.Duration) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		srv.Close()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(d):
+		t.Fatal("Close did not return")
+	}
+}
+
+func TestStallReleasedByClose(t *testing.T) {
+	t.Run("OnAccept", func(t *testing.T) {
+		returned := make(chan struct{})
+		srv, err := Start(&Options{OnAccept: func(conn net.Conn) bool {
+			io.Copy(io.Discard, conn) // stall until the connection is closed
+			close(returned)
+			return true
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer srv.Close()
+		c := dialPlain(t, srv.ImplicitAddr)
+		c.sendRaw("\x16\x03\x01 hello?")
+		c.expectSilence(100 * time.Millisecond)
+		if err := srv.WaitIdle(50 * time.Millisecond); err == nil {
+			t.Fatal("WaitIdle returned nil with a stalled connection")
+		}
+		closeWithin(t, srv, 2*time.Second)
+		<-returned
+		c.expectEOF()
+		if err := srv.WaitIdle(0); err != nil {
+			t.Fatalf("WaitIdle after Close: %v", err)
+		}
+	})
+
+	t.Run("Session.Stall", func(t *testing.T) {
+		stalled := make(chan struct{})
+		srv, err := Start(&Options{Handler: func(s *Session, line string) bool {
+			if line != "DATA" {
+				return false
+			}
+			close(stalled)
+			s.Stall()
+			return true
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer srv.Close()
+		c := dialTLS(t, srv.ImplicitAddr, srv.ClientTLSConfig())
+		c.expect("220 mx.test ESMTP tlsmail-test")
+		c.send("DATA")
+		<-stalled
+		c.send("NOOP")
+		c.expectSilence(100 * time.Millisecond)
+		closeWithin(t, srv, 2*time.Second)
+		c.expectEOF()
+		// Stall also returns when the client goes away.
+		srv2, err := Start(&Options{Handler: func(s *Session, line string) bool {
+			s.Stall()
+			return true
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer srv2.Close()
+		c = dialPlain(t, srv2.StartTLSAddr)
+		c.expect("220 mx.test ESMTP tlsmail-test")
+		c.send("HELLO")
+		c.expectSilence(50 * time.Millisecond)
+		c.raw.Close()
+		if err := srv2.WaitIdle(2 * time.Second); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	t.Run("idle and mid-handshake clients", func(t *testing.T) {
+		srv, err := Start(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer srv.Close()
+		idle := dialPlain(t, srv.StartTLSAddr)
+		idle.expect("220 mx.test ESMTP tlsmail-test")
+		half := dialPlain(t, srv.ImplicitAddr) // never starts its handshake
+		_ = half
+		data := startData(t, srv)
+		data.sendRaw("partial")
+		time.Sleep(20 * time.Millisecond)
+		closeWithin(t, srv, 2*time.Second)
+		idle.expectEOF()
+		data.expectEOF()
+		if n := srv.Connections(); n != 3 {
+			t.Errorf("Connections = %d", n)
+		}
+		srv.Close() // idempotent
+		if _, err := net.Dial("tcp", srv.StartTLSAddr); err == nil {
+			t.Error("listener still accepting after Close")
+		}
+	})
+}
+
+func TestWaitIdle(t *testing.T) {
+	srv := NewServer(t, nil)
+	if err := srv.WaitIdle(0); err != nil {
+		t.Fatal(err)
+	}
+	c := dialPlain(t, srv.StartTLSAddr)
+	c.expect("220 mx.test ESMTP tlsmail-test")
+	start := time.Now()
+	if err := srv.WaitIdle(50 * time.Millisecond); err == nil {
+		t.Fatal("WaitIdle returned nil with an open connection")
+	} else if time.Since(start) < 40*time.Millisecond {
+		t.Fatalf("WaitIdle returned early: %v", err)
+	}
+	raw := c.raw
+	go func() {
+		time.Sleep(30 * time.Millisecond)
+		raw.Close()
+	}()
+	if err := srv.WaitIdle(2 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	// And again with a fresh connection (the idle signal is rearmed).
+	c = dialPlain(t, srv.StartTLSAddr)
+	c.expect("220 mx.test ESMTP tlsmail-test")
+	if err := srv.WaitIdle(20 * time.Millisecond); err == nil {
+		t.Fatal("WaitIdle returned nil with an open connection")
+	}
+	c.cmd("QUIT", "221 2.0.0 Bye")
+	waitIdle(t, srv)
+}
+
+func TestNoGoroutineLeak(t *testing.T) {
+	before := runtime.NumGoroutine()
+	for i := 0; i < 3; i++ {
+		srv, err := Start(&Options{Handler: func(s *Session, line string) bool {
+			if line == "STALL" {
+				s.Stall()
+				return true
+			}
+			return false
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var clients []net.Conn
+		c := dialTLS(t, srv.ImplicitAddr, srv.ClientTLSConfig())
+		c.expect("220 mx.test ESMTP tlsmail-test")
+		c.send("STALL")
+		clients = append(clients, c.raw)
+		c = startData(t, srv)
+		clients = append(clients, c.raw)
+		c = dialPlain(t, srv.StartTLSAddr)
+		c.expect("220 mx.test ESMTP tlsmail-test")
+		c.cmd("QUIT", "221 2.0.0 Bye")
+		clients = append(clients, c.raw)
+		raw, err := net.Dial("tcp", srv.ImplicitAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		clients = append(clients, raw)
+		time.Sleep(10 * time.Millisecond)
+		srv.Close()
+		for _, c := range clients {
+			c.Close()
+		}
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		n := runtime.NumGoroutine()
+		if n <= before {
+			break
+		}
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			buf = buf[:runtime.Stack(buf, true)]
+			t.Fatalf("%d goroutines before, %d after Close:\n%s", before, n, buf)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestHostileInput throws random bytes and command fragments at the
+// server: it must neither panic nor hang, and keep serving.
+func TestHostileInput(t *testing.T) {
+	srv := NewServer(t, &Options{AuthBeforeTLS: true, dataLimit: 4096})
+	pieces := []string{
+		"EHLO x\r\n", "HELO x\r\n", "MAIL FROM:<a@x>\r\n", "RCPT TO:<b@x>\r\n", "DATA\r\n",
+		"AUTH PLAIN\r\n", "AUTH LOGIN\r\n", "AUTH CRAM-MD5\r\n", "AUTH PLAIN =\r\n", "*\r\n",
+		".\r\n", "..\r\n", "\r\n", "\n", "\r", ".", "<", ">", ":", " ", "\x00", "\xff",
+		"RSET\r\n", "NOOP\r\n", "STARTTLS x\r\n", "MAIL FROM:<\r\n", "RCPT TO:<\"\\>\r\n",
+		"AUTH LOGIN =\r\n", "AUTH\r\n", "=\r\n", "AAAA\r\n",
+	}
+	rng := rand.New(rand.NewSource(1))
+	for i := 0; i < 60; i++ {
+		c := dialPlain(t, srv.StartTLSAddr)
+		var b strings.Builder
+		for j := 0; j < 200; j++ {
+			if rng.Intn(4) == 0 {
+				n := rng.Intn(300)
+				for k := 0; k < n; k++ {
+					b.WriteByte(byte(rng.Intn(256)))
+				}
+			} else {
+				b.WriteString(pieces[rng.Intn(len(pieces))])
+			}
+		}
+		if rng.Intn(3) == 0 {
+			b.WriteString(strings.Repeat("Z", rng.Intn(20000)))
+		}
+		go func(conn net.Conn) { io.Copy(io.Discard, conn) }(c.raw) // keep replies flowing
+		c.raw.Write([]byte(b.String()))
+		c.raw.Close()
+	}
+	waitIdle(t, srv)
+	c := dialPlain(t, srv.StartTLSAddr)
+	c.expect("220 mx.test ESMTP tlsmail-test")
+	c.cmd("NOOP", "250 2.0.0 Ok")
+}
+
+func TestConcurrentClients(t *testing.T) {
+	srv := NewServer(t, nil)
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	go func() { // concurrent readers of the snapshots
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				srv.Transcript()
+				srv.Messages()
+				srv.Connections()
+				srv.WaitIdle(0)
+				runtime.Gosched()
+			}
+		}
+	}()
+	const n = 12
+	errs := make(chan error, n)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			rt := &recordingTB{TB: t}
+			defer func() {
+				if r := recover(); r != nil && r != errFatal {
+					panic(r)
+				}
+				if rt.err != nil {
+					errs <- rt.err
+				}
+			}()
+			var c *client
+			if i%2 == 0 {
+				c = dialTLS(rt, srv.ImplicitAddr, srv.ClientTLSConfig())
+				c.expect("220 mx.test ESMTP tlsmail-test")
+			} else {
+				c = dialPlain(rt, srv.StartTLSAddr)
+				c.expect("220 mx.test ESMTP tlsmail-test")
+				c.cmd("STARTTLS", "220 2.0.0 Ready to start TLS")
+				c.startTLS(srv.ClientTLSConfig())
+			}
+			c.cmd("EHLO c", defaultEHLOTLS...)
+			c.cmd("AUTH PLAIN "+b64("\x00user\x00pass"), "235 2.7.0 Authentication successful")
+			c.cmd(fmt.Sprintf("MAIL FROM:<%d@x>", i), "250 2.1.0 Ok")
+			c.cmd("RCPT TO:<b@x>", "250 2.1.5 Ok")
+			c.cmd("DATA", "354 End data with <CR><LF>.<CR><LF>")
+			c.sendRaw(fmt.Sprintf("message %d\r\n.\r\n", i))
+			r := c.reply()
+			if len(r) != 1 || !strings.HasPrefix(r[0], "250 2.0.0 Ok: queued as ") {
+				rt.Fatalf("reply %q", r)
+			}
+			c.cmd("QUIT", "221 2.0.0 Bye")
+		}(i)
+	}
+	wg.Wait()
+	close(stop)
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	waitIdle(t, srv)
+	if m := srv.Messages(); len(m) != n {
+		t.Fatalf("%d messages", len(m))
+	}
+	if len(srv.Transcript()) != n*6+n/2 {
+		t.Fatalf("transcript has %d lines", len(srv.Transcript()))
+	}
+}
+
+var errFatal = errors.New("fatal")
+
+// recordingTB lets client helpers run on goroutines other than the test's.
+type recordingTB struct {
+	testing.TB
+	err error
+}
+
+func (r *recordingTB) Helper() {}
+func (r *recordingTB) Fatal(args ...any) {
+	r.err = errors.New(fmt.Sprint(args...))
+	panic(errFatal)
+}
+func (r *recordingTB) Fatalf(format string, args ...any) {
+	r.err = fmt.Errorf(format, args...)
+	panic(errFatal)
+}
+
+func TestStartNilAndNewServer(t *testing.T) {
+	srv, err := Start(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	for _, a := range []string{srv.ImplicitAddr, srv.StartTLSAddr} {
+		if !strings.HasPrefix(a, "127.0.0.1:") || strings.HasSuffix(a, ":0") {
+			t.Errorf("address %q", a)
+		}
+	}
+	if srv.ImplicitAddr == srv.StartTLSAddr {
+		t.Error("same address for both listeners")
+	}
+	if s := CertKind(9).String(); s != "CertKind(9)" {
+		t.Error(s)
+	}
+	// Options are copied: changing them afterwards has no effect.
+	opts := &Options{Users: map[string]string{"a": "b"}}
+	srv2 := NewServer(t, opts)
+	opts.Users["a"] = "changed"
+	opts.Greeting = "554 changed"
+	c := dialTLS(t, srv2.ImplicitAddr, srv2.ClientTLSConfig())
+	c.expect("220 mx.test ESMTP tlsmail-test")
+	c.cmd("EHLO c", defaultEHLOTLS...)
+	c.cmd("AUTH PLAIN "+b64("\x00a\x00b"), "235 2.7.0 Authentication successful")
+}
