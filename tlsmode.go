@@ -1,14 +1,12 @@
 package tlsmail
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
 	"os"
-	"strings"
 	"time"
 )
 
@@ -253,15 +251,16 @@ func (d *Dialer) dialImplicit(ctx context.Context, addr, host string) (*Client, 
 		}
 		var rh tls.RecordHeaderError
 		if errors.As(err, &rh) && looksLikeSMTP(rh.RecordHeader[:]) {
-			first := readFirstLine(conn, rh.RecordHeader[:])
-			return nil, fmt.Errorf("%w: %s said %q, so it most likely expects STARTTLS (port 587); use Mode STARTTLS or the server's implicit-TLS port (465)",
-				ErrPlaintextServer, addr, first)
+			// The TLS layer has consumed the rest of the line; its first
+			// five bytes are enough to show what happened.
+			return nil, fmt.Errorf("%w: %s sent %q, the start of a plaintext greeting, so it most likely expects STARTTLS (port 587); use Mode STARTTLS, or the server's implicit-TLS port (465)",
+				ErrPlaintextServer, addr, string(rh.RecordHeader[:])+"...")
 		}
 		return nil, fmt.Errorf("tlsmail: TLS handshake with %s: %w", addr, err)
 	}
 	c := d.newClient(tconn, host)
 	c.isTLS, c.mode = true, ImplicitTLS
-	if err := c.readGreeting(ctx, addr); err != nil {
+	if err := c.readGreeting(ctx); err != nil {
 		return nil, err
 	}
 	if err := c.hello(ctx); err != nil {
@@ -278,33 +277,13 @@ func looksLikeSMTP(b []byte) bool {
 		b[2] >= '0' && b[2] <= '9' && (b[3] == ' ' || b[3] == '-' || b[3] == '\r')
 }
 
-// readFirstLine completes, for the error message only, the plaintext line
-// whose first bytes the TLS layer consumed. It waits at most a moment and
-// reads at most a short line.
-func readFirstLine(conn net.Conn, start []byte) string {
-	buf := append([]byte(nil), start...)
-	conn.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
-	tmp := make([]byte, 120)
-	for len(buf) < 120 && !bytes.ContainsAny(buf, "\r\n") {
-		n, err := conn.Read(tmp[:120-len(buf)])
-		buf = append(buf, tmp[:n]...)
-		if err != nil {
-			break
-		}
-	}
-	if i := bytes.IndexAny(buf, "\r\n"); i >= 0 {
-		buf = buf[:i]
-	}
-	return strings.ToValidUTF8(string(buf), "?")
-}
-
 func (d *Dialer) dialSTARTTLS(ctx context.Context, addr, host string) (*Client, error) {
 	conn, err := d.netDial(ctx, addr)
 	if err != nil {
 		return nil, err
 	}
 	c := d.newClient(conn, host)
-	if err := c.readGreeting(ctx, addr); err != nil {
+	if err := c.readGreeting(ctx); err != nil {
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			return nil, fmt.Errorf("%w: %s sent nothing within %v; it most likely expects implicit TLS (port 465): use Mode ImplicitTLS (%w)",
 				ErrNoGreeting, addr, c.timeouts.greeting, err)

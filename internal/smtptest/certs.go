@@ -10,6 +10,7 @@ import (
 	"encoding/pem"
 	"math/big"
 	"net"
+	"sync"
 	"time"
 )
 
@@ -54,12 +55,37 @@ func newCA(name string, now time.Time) (*x509.Certificate, *ecdsa.PrivateKey, er
 	return cert, key, nil
 }
 
-func newCertSet(kind CertKind) (*certSet, error) {
-	now := time.Now()
-	ca, caKey, err := newCA("tlsmail smtptest CA", now)
+// sharedCA is the one trusted CA of this process. Every Server uses it, so
+// that a test binary or example can install it once as a system root
+// (SSL_CERT_FILE, which Go reads once) and reach any Server through APIs
+// that use the system roots, such as tlsmail.SendMail.
+var sharedCA = sync.OnceValues(func() (caPair, error) {
+	cert, key, err := newCA("tlsmail smtptest CA", time.Now())
+	return caPair{cert, key}, err
+})
+
+type caPair struct {
+	cert *x509.Certificate
+	key  *ecdsa.PrivateKey
+}
+
+// CACertPEM returns the PEM form of the CA that signs every Server's
+// trusted certificates in this process.
+func CACertPEM() ([]byte, error) {
+	ca, err := sharedCA()
 	if err != nil {
 		return nil, err
 	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.cert.Raw}), nil
+}
+
+func newCertSet(kind CertKind) (*certSet, error) {
+	now := time.Now()
+	pair, err := sharedCA()
+	if err != nil {
+		return nil, err
+	}
+	ca, caKey := pair.cert, pair.key
 	signer, signerKey := ca, caKey
 	if kind == CertUntrusted {
 		signer, signerKey, err = newCA("tlsmail smtptest untrusted CA", now)

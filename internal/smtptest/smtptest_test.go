@@ -810,10 +810,16 @@ func TestCertificates(t *testing.T) {
 		if srv.ClientTLSConfig() == srv.ClientTLSConfig() || srv.ClientTLSConfig().ServerName != "" {
 			t.Error("ClientTLSConfig must be a new value without ServerName")
 		}
-		// Each server has its own CA.
+		// All servers of a process share one CA, so that it can be
+		// installed once as a system root (SSL_CERT_FILE); their leaf
+		// certificates differ.
 		other := NewServer(t, nil)
-		if bytes.Equal(other.CACertPEM(), srv.CACertPEM()) {
-			t.Error("two servers share a CA")
+		shared, err := CACertPEM()
+		if err != nil || !bytes.Equal(other.CACertPEM(), srv.CACertPEM()) || !bytes.Equal(shared, srv.CACertPEM()) {
+			t.Error("servers do not share the process CA")
+		}
+		if bytes.Equal(other.tlsConfig.Certificates[0].Certificate[0], srv.tlsConfig.Certificates[0].Certificate[0]) {
+			t.Error("two servers share a leaf certificate")
 		}
 	})
 
