@@ -394,6 +394,10 @@ func (s *Session) cmdDATA(arg string) error {
 		TLS:        s.TLS(),
 		AuthUser:   s.authUser,
 	}
+	if tc, ok := s.conn.(*tls.Conn); ok {
+		st := tc.ConnectionState()
+		msg.TLSVersion, msg.CipherSuite = st.Version, st.CipherSuite
+	}
 	s.resetTx()
 	if err := s.Reply("354 End data with <CR><LF>.<CR><LF>"); err != nil {
 		return err

@@ -162,6 +162,10 @@ type Message struct {
 	// TLS reports whether the session was under TLS when DATA was
 	// received.
 	TLS bool
+	// TLSVersion and CipherSuite are the negotiated TLS parameters of the
+	// session (tls.VersionTLS13, tls.TLS_AES_128_GCM_SHA256, ...), zero
+	// when TLS is false.
+	TLSVersion, CipherSuite uint16
 	// AuthUser is the authenticated username, or "" if none.
 	AuthUser string
 }
