@@ -500,7 +500,7 @@ func (c *Client) data(ctx context.Context) (io.WriteCloser, error) {
 	c.dataOpen = true
 	w := &dataWriter{c: c, ctx: ctx, dot: wire.NewDotWriter(c.Text.W)}
 	if ctx.Done() != nil {
-		w.stop = context.AfterFunc(ctx, c.interrupt)
+		w.stop = context.AfterFunc(ctx, interrupter(c.conn))
 	}
 	return w, nil
 }
@@ -672,9 +672,11 @@ func (c *Client) fail(err error) error {
 	return err
 }
 
-// interrupt makes any blocked read or write on the connection return now.
-func (c *Client) interrupt() {
-	c.conn.SetDeadline(time.Unix(1, 0))
+// interrupter returns a function that makes any blocked read or write on
+// conn return now. It binds conn rather than reading c.conn, because it may
+// still be running when the Client has moved on.
+func interrupter(conn net.Conn) func() {
+	return func() { conn.SetDeadline(time.Unix(1, 0)) }
 }
 
 // readGreeting reads the 220 greeting (RFC 5321 section 4.3.1).
@@ -771,7 +773,7 @@ func (c *Client) withDeadline(ctx context.Context, d time.Duration, f func() err
 	c.conn.SetDeadline(deadline(d))
 	var stop func() bool
 	if ctx.Done() != nil {
-		stop = context.AfterFunc(ctx, c.interrupt)
+		stop = context.AfterFunc(ctx, interrupter(c.conn))
 	}
 	err := f()
 	if stop != nil && !stop() && err == nil {
