@@ -814,7 +814,7 @@ func TestCertificates(t *testing.T) {
 		if !srv.RootCAs().Equal(func() *x509.CertPool { p := x509.NewCertPool(); p.AppendCertsFromPEM(srv.CACertPEM()); return p }()) {
 			t.Error("RootCAs and CACertPEM disagree")
 		}
-		if srv.ClientTLSConfig() == srv.ClientTLSConfig() || srv.ClientTLSConfig().ServerName != "" {
+		if a, b := srv.ClientTLSConfig(), srv.ClientTLSConfig(); a == b || a.ServerName != "" {
 			t.Error("ClientTLSConfig must be a new value without ServerName")
 		}
 		// All servers of a process share one CA, so that it can be
