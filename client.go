@@ -421,6 +421,14 @@ func (c *Client) Mail(from string) error {
 }
 
 func (c *Client) mail(ctx context.Context, from string) error {
+	return c.mailUTF8(ctx, from, true)
+}
+
+// mailUTF8 sends MAIL FROM. wantUTF8 false leaves out the SMTPUTF8
+// parameter for an ASCII sender: SendMail knows the whole message and only
+// asks for SMTPUTF8 when something needs it, so that a relay without
+// SMTPUTF8 further on has no reason to bounce (RFC 6531 section 3.2).
+func (c *Client) mailUTF8(ctx context.Context, from string, wantUTF8 bool) error {
 	if err := wire.CheckAddress(from); err != nil {
 		return fmt.Errorf("%w: sender %q %v", ErrInvalidInput, from, err)
 	}
@@ -435,7 +443,7 @@ func (c *Client) mail(ctx context.Context, from string) error {
 	if _, ok := c.ext["8BITMIME"]; ok {
 		line += " BODY=8BITMIME"
 	}
-	if utf8ok {
+	if utf8ok && (wantUTF8 || !wire.IsASCII(from)) {
 		line += " SMTPUTF8"
 	}
 	_, err := c.exchange(ctx, "MAIL", c.timeouts.command, []int{250}, line)

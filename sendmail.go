@@ -1,6 +1,7 @@
 package tlsmail
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -76,7 +77,7 @@ func (c *Client) send(ctx context.Context, a Auth, from string, to []string, msg
 			return err
 		}
 	}
-	if err := c.mail(ctx, from); err != nil {
+	if err := c.mailUTF8(ctx, from, needsUTF8(from, to, msg)); err != nil {
 		return err
 	}
 	for _, rcpt := range to {
@@ -93,6 +94,32 @@ func (c *Client) send(ctx context.Context, a Auth, from string, to []string, msg
 		return err
 	}
 	return w.Close()
+}
+
+// needsUTF8 reports whether an address or the header section of msg has
+// non-ASCII bytes (RFC 6531 addresses, RFC 6532 headers).
+func needsUTF8(from string, to []string, msg []byte) bool {
+	if !wire.IsASCII(from) {
+		return true
+	}
+	for _, r := range to {
+		if !wire.IsASCII(r) {
+			return true
+		}
+	}
+	header := msg
+	if i := bytes.Index(msg, []byte("\n\n")); i >= 0 {
+		header = msg[:i]
+	}
+	if i := bytes.Index(header, []byte("\n\r\n")); i >= 0 {
+		header = header[:i]
+	}
+	for _, b := range header {
+		if b >= 0x80 {
+			return true
+		}
+	}
+	return false
 }
 
 // checkEnvelope validates every address before anything is sent.

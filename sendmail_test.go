@@ -24,7 +24,7 @@ func TestSendMailImplicitTLS(t *testing.T) {
 	wantTranscript(t, srv,
 		"tls: EHLO localhost",
 		"tls: AUTH PLAIN AHVzZXIAcGFzcw==",
-		"tls: MAIL FROM:<a@example.com> BODY=8BITMIME SMTPUTF8",
+		"tls: MAIL FROM:<a@example.com> BODY=8BITMIME",
 		"tls: RCPT TO:<b@example.com>",
 		"tls: RCPT TO:<c@example.com>",
 		"tls: DATA",
@@ -117,7 +117,7 @@ func TestSendMailStopsAtRejectedRecipient(t *testing.T) {
 	}
 	wantTranscript(t, srv,
 		"tls: EHLO localhost",
-		"tls: MAIL FROM:<a@example.com> BODY=8BITMIME SMTPUTF8",
+		"tls: MAIL FROM:<a@example.com> BODY=8BITMIME",
 		"tls: RCPT TO:<b@example.com>",
 		"tls: RCPT TO:<bad@example.com>",
 		"tls: QUIT",
@@ -156,5 +156,27 @@ func TestSendMailDialError(t *testing.T) {
 	var oe *net.OpError
 	if !errors.As(err, &oe) || !strings.Contains(err.Error(), "connecting to") {
 		t.Errorf("SendMail = %v", err)
+	}
+}
+
+func TestSendMailAsksForSMTPUTF8OnlyWhenNeeded(t *testing.T) {
+	tests := []struct {
+		from, to, msg string
+		want          string
+	}{
+		{"a@example.com", "b@example.com", "Subject: plain\r\n\r\nbody with ü\r\n", "BODY=8BITMIME"},
+		{"a@example.com", "b@example.com", "Subject: ü\r\n\r\nbody\r\n", "BODY=8BITMIME SMTPUTF8"},
+		{"a@example.com", "b@example.com", "Subject: x\nTo: Jörg <b@example.com>\n\nbody\n", "BODY=8BITMIME SMTPUTF8"},
+		{"jörg@example.com", "b@example.com", "Subject: x\r\n\r\n", "BODY=8BITMIME SMTPUTF8"},
+		{"a@example.com", "用户@example.com", "Subject: x\r\n\r\n", "BODY=8BITMIME SMTPUTF8"},
+	}
+	for _, tt := range tests {
+		srv := smtptest.NewServer(t, nil)
+		if err := testDialer(srv, ImplicitTLS).SendMail(srv.ImplicitAddr, nil, tt.from, []string{tt.to}, []byte(tt.msg)); err != nil {
+			t.Fatal(err)
+		}
+		if got := srv.Messages()[0].MailParams; got != tt.want {
+			t.Errorf("SendMail(%q, %q, %q): MAIL parameters %q; want %q", tt.from, tt.to, tt.msg, got, tt.want)
+		}
 	}
 }
