@@ -531,6 +531,9 @@ func (w *dataWriter) Write(p []byte) (int, error) {
 		return 0, c.unusable()
 	}
 	c.conn.SetWriteDeadline(deadline(c.timeouts.data))
+	if err := w.cancelled(); err != nil {
+		return 0, err
+	}
 	n, err := w.dot.Write(p)
 	if err != nil {
 		return n, c.fail(w.ioError("writing message data", c.timeouts.data, err))
@@ -554,6 +557,9 @@ func (w *dataWriter) Close() error {
 		return c.unusable()
 	}
 	c.conn.SetDeadline(deadline(c.timeouts.data))
+	if err := w.cancelled(); err != nil {
+		return err
+	}
 	if err := w.dot.Close(); err != nil {
 		return c.fail(w.ioError("writing message data", c.timeouts.data, err))
 	}
@@ -569,6 +575,17 @@ func (w *dataWriter) Close() error {
 		return c.fail(w.ioError("reading reply to end of data", c.timeouts.data, err))
 	}
 	return c.check("DATA", rep, []int{250})
+}
+
+// cancelled fails the session if the context is done. It must run after
+// each deadline is set: the context's AfterFunc may already have
+// interrupted the connection, and setting the deadline undid that, so
+// without this check a cancelled send would block for the DataTimeout.
+func (w *dataWriter) cancelled() error {
+	if err := w.ctx.Err(); err != nil {
+		return w.c.fail(fmt.Errorf("tlsmail: writing message data: %w", err))
+	}
+	return nil
 }
 
 func (w *dataWriter) ioError(step string, d time.Duration, err error) error {
