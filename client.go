@@ -693,8 +693,19 @@ func (c *Client) fail(err error) error {
 	if c.err == nil {
 		c.err = err
 	}
-	c.conn.Close()
+	closeNow(c.conn)
 	return err
+}
+
+// closeNow closes conn at once. Why not tls.Conn.Close: it first sends a
+// close_notify alert and waits up to 5 seconds for the write, which is
+// exactly what happens after a failure such as a server that stopped
+// reading message data; a broken session gets no goodbye.
+func closeNow(conn net.Conn) {
+	if tc, ok := conn.(*tls.Conn); ok {
+		tc.NetConn().Close()
+	}
+	conn.Close()
 }
 
 // interrupter returns a function that makes any blocked read or write on
