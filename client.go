@@ -918,7 +918,8 @@ func newError(verb string, rep wire.Reply) *Error {
 	return e
 }
 
-// Error returns e as "tlsmail: VERB: server replied CODE ENH MESSAGE".
+// Error returns e as "tlsmail: VERB: server replied CODE ENH MESSAGE", with
+// a note that the server is closing the connection for a 421.
 func (e *Error) Error() string {
 	var b strings.Builder
 	b.WriteString("tlsmail: ")
@@ -932,6 +933,11 @@ func (e *Error) Error() string {
 	}
 	if e.Message != "" {
 		b.WriteString(" " + strings.ReplaceAll(e.Message, "\n", " / "))
+	}
+	if e.Code == 421 {
+		// Why: the server's text may say anything ("Try again later");
+		// the code means the session is over (RFC 5321 section 3.8).
+		b.WriteString(" (the server is closing the connection)")
 	}
 	return b.String()
 }
