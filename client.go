@@ -1,6 +1,7 @@
 package tlsmail
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/base64"
@@ -505,6 +506,9 @@ func (c *Client) data(ctx context.Context) (io.WriteCloser, error) {
 	if _, err := c.exchange(ctx, "DATA", c.timeouts.command, []int{354}, "DATA"); err != nil {
 		return nil, err
 	}
+	if err := c.unsolicited("the DATA message"); err != nil {
+		return nil, err
+	}
 	c.dataOpen = true
 	w := &dataWriter{c: c, ctx: ctx, dot: wire.NewDotWriter(c.Text.W)}
 	if ctx.Done() != nil {
@@ -741,6 +745,9 @@ func (c *Client) exchange(ctx context.Context, verb string, d time.Duration, wan
 	if c.err != nil {
 		return wire.Reply{}, c.unusable()
 	}
+	if err := c.unsolicited(verb); err != nil {
+		return wire.Reply{}, err
+	}
 	var rep wire.Reply
 	err := c.withDeadline(ctx, d, func() error {
 		if _, err := c.Text.W.WriteString(line + "\r\n"); err != nil {
@@ -760,6 +767,25 @@ func (c *Client) exchange(ctx context.Context, verb string, d time.Duration, wan
 		return rep, c.fail(ioError(verb, d, err))
 	}
 	return rep, c.check(verb, rep, want)
+}
+
+// unsolicited fails the session if the server has sent something that no
+// command asked for; before names what was about to be sent. Why: tlsmail
+// never pipelines, so such bytes answer nothing, and read later they
+// would pass for the reply to the next command: a "250" sent together
+// with the "354" to DATA would report a message as accepted before a byte
+// of it was sent. Only bytes already read from the network can be seen,
+// so this is best effort; the reply codes catch the rest.
+func (c *Client) unsolicited(before string) error {
+	n := c.Text.R.Buffered()
+	if n == 0 {
+		return nil
+	}
+	peek, _ := c.Text.R.Peek(min(n, 80))
+	if bytes.HasPrefix(peek, []byte("421")) {
+		return c.fail(fmt.Errorf("%w: reply %q arrived before %s was sent", ErrServerClosing, wire.Quote(peek), before))
+	}
+	return c.fail(fmt.Errorf("%w: server sent %q before %s was sent, a reply to no command", ErrProtocol, wire.Quote(peek), before))
 }
 
 // readReply reads one reply without sending anything.
