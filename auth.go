@@ -105,6 +105,11 @@ func (a *loginAuth) Next(fromServer []byte, more bool) ([]byte, error) {
 	// the prompt when it says, by order otherwise.
 	prompt := strings.ToLower(string(fromServer))
 	a.step++
+	if a.step > 2 {
+		// Why: LOGIN has exactly two prompts; a server that keeps asking
+		// "Password:" gets no further copies of the password.
+		return nil, errors.New("unexpected third challenge during LOGIN")
+	}
 	switch {
 	case strings.Contains(prompt, "user"):
 		return []byte(a.username), nil

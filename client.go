@@ -353,12 +353,18 @@ func (c *Client) authenticate(ctx context.Context, a Auth) error {
 			line += " " + base64.StdEncoding.EncodeToString(resp)
 		}
 	}
-	for {
+	for challenges := 0; ; challenges++ {
 		rep, err := c.exchange(ctx, "AUTH", c.timeouts.command, []int{235, 334}, line)
 		if err != nil {
 			// On a final negative reply nothing more is sent: "*" only
 			// answers a 334 (RFC 4954 section 4).
 			return err
+		}
+		if rep.Code == 334 && challenges == maxAuthChallenges {
+			// Why: each round has its own timeout, so a server that
+			// keeps challenging would keep the client busy forever.
+			c.cancelAuth(ctx)
+			return fmt.Errorf("tlsmail: AUTH %s: server sent more than %d challenges", mech, maxAuthChallenges)
 		}
 		var msg []byte
 		if rep.Code == 235 {
@@ -387,6 +393,10 @@ func (c *Client) authenticate(ctx context.Context, a Auth) error {
 		line = base64.StdEncoding.EncodeToString(resp)
 	}
 }
+
+// maxAuthChallenges bounds the 334 challenges answered in one AUTH
+// exchange; the mechanisms in this package need at most two.
+const maxAuthChallenges = 10
 
 // cancelAuth answers a 334 challenge the mechanism gave up on with "*"
 // (RFC 4954 section 4) and reads the server's 501.
