@@ -57,9 +57,19 @@ func (a *plainAuth) Next(fromServer []byte, more bool) ([]byte, error) {
 	return nil, nil
 }
 
+// secrets lists the forms in which a server might quote the password back;
+// see Client.noteSent.
+func (a *plainAuth) secrets() []string { return secretForms(a.password) }
+
 // String and GoString keep the password out of anything printed with fmt.
 func (a *plainAuth) String() string   { return "tlsmail.PlainAuth(" + strconv.Quote(a.username) + ")" }
 func (a *plainAuth) GoString() string { return a.String() }
+
+// secretForms is how a password may come back in a server's reply: as
+// is, or base64-encoded.
+func secretForms(p string) []string {
+	return []string{p, base64.StdEncoding.EncodeToString([]byte(p))}
+}
 
 // checkServer is the guard for mechanisms that send the secret itself.
 func checkServer(server *ServerInfo, host string) error {
@@ -123,8 +133,9 @@ func (a *loginAuth) Next(fromServer []byte, more bool) ([]byte, error) {
 	return nil, errors.New("unexpected server challenge during LOGIN")
 }
 
-func (a *loginAuth) String() string   { return "tlsmail.LoginAuth(" + strconv.Quote(a.username) + ")" }
-func (a *loginAuth) GoString() string { return a.String() }
+func (a *loginAuth) secrets() []string { return secretForms(a.password) }
+func (a *loginAuth) String() string    { return "tlsmail.LoginAuth(" + strconv.Quote(a.username) + ")" }
+func (a *loginAuth) GoString() string  { return a.String() }
 
 // CRAMMD5Auth returns an Auth that implements the CRAM-MD5 authentication
 // mechanism as defined in RFC 2195. The returned Auth uses the given
@@ -150,6 +161,8 @@ func (a *cramMD5Auth) Next(fromServer []byte, more bool) ([]byte, error) {
 	mac.Write(fromServer)
 	return []byte(a.username + " " + hex.EncodeToString(mac.Sum(nil))), nil
 }
+
+func (a *cramMD5Auth) secrets() []string { return secretForms(a.secret) }
 
 func (a *cramMD5Auth) String() string {
 	return "tlsmail.CRAMMD5Auth(" + strconv.Quote(a.username) + ")"
@@ -271,6 +284,8 @@ func hmacSHA256(key []byte, msg string) []byte {
 	m.Write([]byte(msg))
 	return m.Sum(nil)
 }
+
+func (a *scramAuth) secrets() []string { return secretForms(a.password) }
 
 func (a *scramAuth) String() string {
 	return "tlsmail.ScramSHA256Auth(" + strconv.Quote(a.username) + ")"

@@ -48,6 +48,32 @@ type Client struct {
 
 	err      error // sticky failure: once set, only Close and Quit do anything
 	dataOpen bool  // a Data writer is open
+
+	// quotesSecret, once credentials have been sent, reports whether
+	// server text contains them in a form a server might quote back;
+	// such text is kept out of errors. Why a func: fmt cannot see
+	// inside one, so even printing a Client with %v or %s shows no
+	// credentials.
+	quotesSecret func(text string) bool
+}
+
+// addSecrets adds strings to those quotesSecret looks for.
+func (c *Client) addSecrets(secrets ...string) {
+	var list []string
+	for _, s := range secrets {
+		if s != "" {
+			list = append(list, s)
+		}
+	}
+	prev := c.quotesSecret
+	c.quotesSecret = func(text string) bool {
+		for _, s := range list {
+			if strings.Contains(text, s) {
+				return true
+			}
+		}
+		return prev != nil && prev(text)
+	}
 }
 
 // timeouts bounds each network step; see the Dialer fields of the same names.
@@ -344,13 +370,18 @@ func (c *Client) authenticate(ctx context.Context, a Auth) error {
 	if !c.advertised(mech) {
 		return fmt.Errorf("%w: %q not in server's list %q", ErrAuthUnsupported, mech, c.auth)
 	}
+	if h, ok := a.(secretHolder); ok {
+		c.addSecrets(h.secrets()...)
+	}
 	line := "AUTH " + mech
 	if resp != nil {
 		// RFC 4954 section 4: an empty initial response is sent as "=".
 		if len(resp) == 0 {
 			line += " ="
 		} else {
-			line += " " + base64.StdEncoding.EncodeToString(resp)
+			enc := base64.StdEncoding.EncodeToString(resp)
+			c.noteSent(a, resp, enc)
+			line += " " + enc
 		}
 	}
 	for challenges := 0; ; challenges++ {
@@ -391,7 +422,46 @@ func (c *Client) authenticate(ctx context.Context, a Auth) error {
 			return fmt.Errorf("tlsmail: AUTH %s: %w", mech, err)
 		}
 		line = base64.StdEncoding.EncodeToString(resp)
+		c.noteSent(a, resp, line)
 	}
+}
+
+// secretHolder is implemented by this package's mechanisms, which know
+// what their secret is.
+type secretHolder interface{ secrets() []string }
+
+// noteSent remembers an AUTH response, raw and encoded, so that a server
+// quoting it back (some quote the command they reject) cannot put
+// credentials into an error, and from there into a log.
+func (c *Client) noteSent(a Auth, resp []byte, encoded string) {
+	c.addSecrets(encoded)
+	if _, ok := a.(secretHolder); !ok {
+		// Another package's mechanism: the secret could be any part of
+		// what it sent (PLAIN separates its fields with NUL).
+		c.addSecrets(string(resp))
+		for _, f := range bytes.Split(resp, []byte{0}) {
+			c.addSecrets(string(f))
+		}
+	}
+}
+
+// withheld replaces server text that repeats credentials.
+const withheld = "[reply text withheld: it repeats the credentials]"
+
+// repeatsSecret reports whether text contains credentials sent on this
+// session.
+func (c *Client) repeatsSecret(text string) bool {
+	return c.quotesSecret != nil && c.quotesSecret(text)
+}
+
+// scrub returns err, or an equivalent error without the reply text when
+// the malformed reply it quotes repeats credentials.
+func (c *Client) scrub(err error) error {
+	var me *wire.MalformedError
+	if errors.As(err, &me) && c.repeatsSecret(string(me.Line)) {
+		return fmt.Errorf("%w: %s %s", wire.ErrMalformedReply, me.Reason, withheld)
+	}
+	return err
 }
 
 // maxAuthChallenges bounds the 334 challenges answered in one AUTH
@@ -586,7 +656,7 @@ func (w *dataWriter) Close() error {
 	if err != nil {
 		// Why an error: without the final reply we cannot know that the
 		// server took responsibility for the message.
-		return c.fail(w.ioError("reading reply to end of data", c.timeouts.data, err))
+		return c.fail(w.ioError("reading reply to end of data", c.timeouts.data, c.scrub(err)))
 	}
 	return c.check("DATA", rep, []int{250})
 }
@@ -774,7 +844,7 @@ func (c *Client) exchange(ctx context.Context, verb string, d time.Duration, wan
 		if ctx.Err() != nil {
 			return rep, c.fail(fmt.Errorf("tlsmail: %s: %w", verb, ctx.Err()))
 		}
-		return rep, c.fail(ioError(verb, d, err))
+		return rep, c.fail(ioError(verb, d, c.scrub(err)))
 	}
 	return rep, c.check(verb, rep, want)
 }
@@ -792,6 +862,11 @@ func (c *Client) unsolicited(before string) error {
 		return nil
 	}
 	peek, _ := c.Text.R.Peek(min(n, 80))
+	if c.quotesSecret != nil {
+		// Why: the bytes may be cut short, so they cannot be checked for
+		// credentials sent on this session.
+		peek = peek[:min(len(peek), 3)]
+	}
 	if bytes.HasPrefix(peek, []byte("421")) {
 		return c.fail(fmt.Errorf("%w: reply %q arrived before %s was sent", ErrServerClosing, wire.Quote(peek), before))
 	}
@@ -825,6 +900,9 @@ func (c *Client) check(verb string, rep wire.Reply, want []int) error {
 	}
 	if rep.Code >= 400 {
 		e := newError(verb, rep)
+		if c.repeatsSecret(e.Message) {
+			e.Message = withheld
+		}
 		if e.Code == 421 {
 			// RFC 5321 section 3.8: 421 means the server is closing the
 			// transmission channel; nothing more can be done on it.
@@ -836,7 +914,11 @@ func (c *Client) check(verb string, rep wire.Reply, want []int) error {
 	// longer agree on the state of the session; stop at once rather than
 	// guess (a DATA answered with 250 would otherwise have its message
 	// read as commands).
-	return c.fail(fmt.Errorf("%w: unexpected reply %d to %s: %q", ErrProtocol, rep.Code, verb, wire.Quote([]byte(strings.Join(rep.Lines, " ")))))
+	text := strings.Join(rep.Lines, " ")
+	if c.repeatsSecret(text) {
+		return c.fail(fmt.Errorf("%w: unexpected reply %d to %s %s", ErrProtocol, rep.Code, verb, withheld))
+	}
+	return c.fail(fmt.Errorf("%w: unexpected reply %d to %s: %q", ErrProtocol, rep.Code, verb, wire.Quote([]byte(text))))
 }
 
 // withDeadline runs f with the connection deadline d from now, letting ctx
@@ -918,7 +1000,9 @@ type Error struct {
 	// or the zero value when the reply did not carry one.
 	EnhancedCode EnhancedCode
 	// Message is the reply text, without the codes; lines of a multi-line
-	// reply are joined with "\n".
+	// reply are joined with "\n". Text that repeats credentials sent on
+	// the session (some servers quote the command they reject) is
+	// replaced by a note saying it was withheld.
 	Message string
 	// Command is the SMTP verb the reply answered (e.g. "RCPT"), or
 	// "greeting". It never contains arguments, so never credentials.

@@ -32,6 +32,25 @@ var ErrReplyTooLarge = errors.New("reply exceeds size limits")
 // ErrMalformedReply reports a reply that is not valid SMTP.
 var ErrMalformedReply = errors.New("malformed reply")
 
+// A MalformedError is a reply line that is not valid SMTP. It matches
+// ErrMalformedReply. Line is the whole line, so that a caller can check
+// it before the shortened quote in Error reaches a log.
+type MalformedError struct {
+	Line   []byte // the line as received, line ending removed
+	Reason string
+}
+
+func (e *MalformedError) Error() string {
+	return fmt.Sprintf("%v: %s: %q", ErrMalformedReply, e.Reason, Quote(e.Line))
+}
+
+// Is makes errors.Is(err, ErrMalformedReply) true.
+func (e *MalformedError) Is(target error) bool { return target == ErrMalformedReply }
+
+func malformed(line []byte, reason string) error {
+	return &MalformedError{Line: append([]byte(nil), line...), Reason: reason}
+}
+
 // Reply is one complete server reply.
 type Reply struct {
 	Code  int      // three-digit reply code
@@ -85,7 +104,7 @@ func ReadReply(r *bufio.Reader) (Reply, error) {
 func ParseLine(line []byte) (code int, more bool, text string, err error) {
 	line = trimEOL(line)
 	if len(line) < 3 || line[0] < '2' || line[0] > '5' || line[1] < '0' || line[1] > '5' || line[2] < '0' || line[2] > '9' {
-		return 0, false, "", fmt.Errorf("%w: line does not start with a reply code: %q", ErrMalformedReply, Quote(line))
+		return 0, false, "", malformed(line, "line does not start with a reply code")
 	}
 	code = int(line[0]-'0')*100 + int(line[1]-'0')*10 + int(line[2]-'0')
 	if len(line) == 3 {
@@ -96,7 +115,7 @@ func ParseLine(line []byte) (code int, more bool, text string, err error) {
 	case '-':
 		more = true
 	default:
-		return 0, false, "", fmt.Errorf("%w: reply code not followed by space or hyphen: %q", ErrMalformedReply, Quote(line))
+		return 0, false, "", malformed(line, "reply code not followed by space or hyphen")
 	}
 	return code, more, string(line[4:]), nil
 }
