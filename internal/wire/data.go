@@ -52,12 +52,27 @@ func (d *DotWriter) Write(p []byte) (int, error) {
 			out = append(out, '.') // RFC 5321 section 4.5.2: transparency
 		}
 		i := bytes.IndexAny(p, "\r\n")
+		seg := p
+		if i >= 0 {
+			seg = p[:i]
+		}
+		if len(out)+len(seg) > flushSize {
+			// Why: a long line goes straight through rather than into
+			// out, so memory stays bounded whatever the message holds.
+			if err := d.flush(out); err != nil {
+				return 0, err
+			}
+			out = out[:0]
+			if err := d.flush(seg); err != nil {
+				return 0, err
+			}
+		} else {
+			out = append(out, seg...)
+		}
 		if i < 0 {
-			out = append(out, p...)
 			d.midLine = true
 			break
 		}
-		out = append(out, p[:i]...)
 		if p[i] == '\r' {
 			d.cr = true
 			d.midLine = i > 0 || d.midLine
@@ -66,22 +81,30 @@ func (d *DotWriter) Write(p []byte) (int, error) {
 			d.midLine = false
 		}
 		p = p[i+1:]
-		if len(out) >= 32*1024 {
-			if _, err := d.w.Write(out); err != nil {
+		if len(out) >= flushSize {
+			if err := d.flush(out); err != nil {
 				return 0, err
 			}
 			out = out[:0]
 		}
 	}
-	if len(out) > 0 {
-		if _, err := d.w.Write(out); err != nil {
-			return 0, err
-		}
+	if err := d.flush(out); err != nil {
+		return 0, err
 	}
-	if cap(out) <= 64*1024 {
-		d.buf = out[:0]
-	}
+	d.buf = out[:0]
 	return n, nil
+}
+
+// flushSize is how much converted output Write collects before passing it
+// on; out never grows much beyond it.
+const flushSize = 32 * 1024
+
+func (d *DotWriter) flush(b []byte) error {
+	if len(b) == 0 {
+		return nil
+	}
+	_, err := d.w.Write(b)
+	return err
 }
 
 // Close ends the last line if the message did not, then writes the
