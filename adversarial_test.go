@@ -680,7 +680,7 @@ func adversarialCases() []advCase {
 		advCase{name: "stall/end of data", server: onData(stall), dialer: dataTimeout(advShort), op: opSend, max: stallMax,
 			is: []error{os.ErrDeadlineExceeded}, contains: []string{"end of data", "250ms"}, want: sendUpTo("DATA")},
 		advCase{name: "stall/server stops reading message data", server: onCmd("DATA", noRead), dialer: dataTimeout(advShort),
-			op: opSendBig, max: stallMax, is: []error{os.ErrDeadlineExceeded}, contains: []string{"writing message data", "250ms"},
+			op: opSendBig, max: stallMax, is: []error{os.ErrDeadlineExceeded}, contains: []string{"writing message data: server did not take the data within 250ms"},
 			want: bigUpTo},
 	)
 	for _, verb := range []string{"EHLO", "AUTH", "MAIL", "RCPT", "DATA"} {

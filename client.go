@@ -949,6 +949,8 @@ func deadline(d time.Duration) time.Time {
 // ioError describes a failed network step, naming it and the timeout.
 func ioError(step string, d time.Duration, err error) error {
 	switch {
+	case errors.Is(err, os.ErrDeadlineExceeded) && strings.HasPrefix(step, "writing"):
+		return fmt.Errorf("tlsmail: %s: server did not take the data within %v: %w", step, d, err)
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		return fmt.Errorf("tlsmail: %s: no reply from server within %v: %w", step, d, err)
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
