@@ -24,8 +24,9 @@ import (
 // All addresses are checked before connecting: one containing CR, LF, NUL,
 // spaces or angle brackets is an ErrInvalidInput error.
 //
-// SendMail returns nil only when the server accepted the message for every
-// recipient. A reply error is an *Error.
+// SendMail asks for SMTPUTF8 (RFC 6531) only when an address or a header
+// is not ASCII. It returns nil only when the server accepted the message
+// for every recipient; a reply error is an *Error.
 func SendMail(addr string, a Auth, from string, to []string, msg []byte) error {
 	var d Dialer
 	return d.SendMailContext(context.Background(), addr, a, from, to, msg)
