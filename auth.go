@@ -184,14 +184,19 @@ type scramAuth struct {
 	clientFirstBare    string
 	serverSignature    []byte
 	verified           bool
+	clientNonce        string // fixed nonce for tests; empty means random
 }
 
 func (a *scramAuth) Start(server *ServerInfo) (string, []byte, error) {
-	nonce := make([]byte, 24)
-	rand.Read(nonce)
+	nonce := a.clientNonce
+	if nonce == "" {
+		b := make([]byte, 24)
+		rand.Read(b)
+		nonce = base64.RawStdEncoding.EncodeToString(b)
+	}
 	// RFC 5802 section 5.1: "=" and "," in the name are escaped.
 	name := strings.NewReplacer("=", "=3D", ",", "=2C").Replace(a.username)
-	a.clientFirstBare = "n=" + name + ",r=" + base64.RawStdEncoding.EncodeToString(nonce)
+	a.clientFirstBare = "n=" + name + ",r=" + nonce
 	a.step, a.verified, a.serverSignature = 0, false, nil
 	return "SCRAM-SHA-256", []byte("n,," + a.clientFirstBare), nil
 }
