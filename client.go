@@ -216,10 +216,7 @@ func (c *Client) StartTLS(config *tls.Config) error {
 }
 
 func (c *Client) startTLS(ctx context.Context, config *tls.Config) error {
-	if err := c.ready(); err != nil {
-		return err
-	}
-	if err := c.hello(ctx); err != nil {
+	if err := c.session(ctx); err != nil {
 		return err
 	}
 	if c.isTLS {
@@ -351,10 +348,7 @@ func (c *Client) Auth(a Auth) error {
 }
 
 func (c *Client) authenticate(ctx context.Context, a Auth) error {
-	if err := c.ready(); err != nil {
-		return err
-	}
-	if err := c.hello(ctx); err != nil {
+	if err := c.session(ctx); err != nil {
 		return err
 	}
 	if !c.isTLS {
@@ -694,28 +688,22 @@ func (c *Client) Extension(ext string) (bool, string) {
 // Reset sends the RSET command to the server, aborting the current mail
 // transaction.
 func (c *Client) Reset() error {
-	ctx := context.Background()
-	if err := c.ready(); err != nil {
-		return err
-	}
-	if err := c.hello(ctx); err != nil {
-		return err
-	}
-	_, err := c.exchange(ctx, "RSET", c.timeouts.command, []int{250}, "RSET")
-	return err
+	return c.simple("RSET")
 }
 
 // Noop sends the NOOP command to the server. It does nothing but check
 // that the connection to the server is okay.
 func (c *Client) Noop() error {
+	return c.simple("NOOP")
+}
+
+// simple sends a command without arguments that 250 answers.
+func (c *Client) simple(verb string) error {
 	ctx := context.Background()
-	if err := c.ready(); err != nil {
+	if err := c.session(ctx); err != nil {
 		return err
 	}
-	if err := c.hello(ctx); err != nil {
-		return err
-	}
-	_, err := c.exchange(ctx, "NOOP", c.timeouts.command, []int{250}, "NOOP")
+	_, err := c.exchange(ctx, verb, c.timeouts.command, []int{250}, verb)
 	return err
 }
 
@@ -750,13 +738,18 @@ func (c *Client) ready() error {
 	return nil
 }
 
-// mailReady is ready plus the TLS requirement for anything that carries an
-// address or message data.
-func (c *Client) mailReady(ctx context.Context) error {
+// session is ready plus the EHLO every command needs first.
+func (c *Client) session(ctx context.Context) error {
 	if err := c.ready(); err != nil {
 		return err
 	}
-	if err := c.hello(ctx); err != nil {
+	return c.hello(ctx)
+}
+
+// mailReady is session plus the TLS requirement for anything that carries an
+// address or message data.
+func (c *Client) mailReady(ctx context.Context) error {
+	if err := c.session(ctx); err != nil {
 		return err
 	}
 	if !c.isTLS {
