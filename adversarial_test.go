@@ -165,7 +165,7 @@ func runAdversarial(t *testing.T, tc advCase) {
 	got, msgs := srv.Transcript(), srv.Messages()
 	srv.Close()
 	e.cancel()
-	checkNoLeaks(t, base)
+	smtptest.CheckGoroutines(t, base)
 
 	if !slices.Equal(got, tc.want) {
 		t.Errorf("server received:\n\t%s\nwant:\n\t%s", strings.Join(got, "\n\t"), strings.Join(tc.want, "\n\t"))
@@ -175,28 +175,6 @@ func runAdversarial(t *testing.T, tc advCase) {
 	}
 	if tc.check != nil {
 		tc.check(t, e, err)
-	}
-}
-
-// checkNoLeaks waits, for a bounded time, for the number of goroutines to
-// fall back to base, and fails with every goroutine's stack if it does not.
-// The server must have been closed first, so only the client's goroutines
-// can remain.
-func checkNoLeaks(t *testing.T, base int) {
-	t.Helper()
-	deadline := time.Now().Add(3 * time.Second)
-	for {
-		n := runtime.NumGoroutine()
-		if n <= base {
-			return
-		}
-		if time.Now().After(deadline) {
-			buf := make([]byte, 1<<20)
-			buf = buf[:runtime.Stack(buf, true)]
-			t.Errorf("goroutine leak: %d before, %d after:\n%s", base, n, buf)
-			return
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }
 
@@ -1053,7 +1031,7 @@ func TestCredentialsNeverLeak(t *testing.T) {
 	if s := logs.String(); leaks(s) != "" {
 		t.Errorf("the standard logger received %q: %s", leaks(s), s)
 	}
-	checkNoLeaks(t, base)
+	smtptest.CheckGoroutines(t, base)
 }
 
 // echoAuth takes over AUTH: an initial response is answered at once by
@@ -1145,7 +1123,7 @@ func TestSmuggling(t *testing.T) {
 		}
 	}
 	srv.Close()
-	checkNoLeaks(t, base)
+	smtptest.CheckGoroutines(t, base)
 }
 
 // TestDataWriterBoundedMemory: the data writer streams; a message that is

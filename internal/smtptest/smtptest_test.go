@@ -1248,19 +1248,7 @@ func TestNoGoroutineLeak(t *testing.T) {
 			c.Close()
 		}
 	}
-	deadline := time.Now().Add(3 * time.Second)
-	for {
-		n := runtime.NumGoroutine()
-		if n <= before {
-			break
-		}
-		if time.Now().After(deadline) {
-			buf := make([]byte, 1<<20)
-			buf = buf[:runtime.Stack(buf, true)]
-			t.Fatalf("%d goroutines before, %d after Close:\n%s", before, n, buf)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	CheckGoroutines(t, before)
 }
 
 // TestHostileInput throws random bytes and command fragments at the
