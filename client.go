@@ -255,48 +255,6 @@ func (c *Client) startTLS(ctx context.Context, config *tls.Config) error {
 	return c.hello(ctx)
 }
 
-// completeConfig clones config (nil allowed) and fills in what a safe
-// client connection needs without overriding the caller's choices.
-func completeConfig(config *tls.Config, serverName string) *tls.Config {
-	var cfg *tls.Config
-	if config == nil {
-		cfg = &tls.Config{}
-	} else {
-		cfg = config.Clone()
-	}
-	if cfg.ServerName == "" {
-		cfg.ServerName = serverName
-	}
-	if cfg.MinVersion < tls.VersionTLS12 {
-		// Why: TLS 1.0 and 1.1 are deprecated (RFC 8996); RFC 8314
-		// section 4.1 asks for current TLS.
-		cfg.MinVersion = tls.VersionTLS12
-	}
-	return cfg
-}
-
-// handshake runs a client TLS handshake over conn, bounded by timeout and
-// interrupted by ctx.
-func handshake(ctx context.Context, conn net.Conn, cfg *tls.Config, timeout time.Duration) (*tls.Conn, error) {
-	tconn := tls.Client(conn, cfg)
-	hctx := ctx
-	if timeout > 0 {
-		var cancel context.CancelFunc
-		hctx, cancel = context.WithTimeout(ctx, timeout)
-		defer cancel()
-	}
-	if err := tconn.HandshakeContext(hctx); err != nil {
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		if hctx.Err() != nil {
-			return nil, fmt.Errorf("no TLS handshake within %v: %w", timeout, os.ErrDeadlineExceeded)
-		}
-		return nil, err
-	}
-	return tconn, nil
-}
-
 // TLSConnectionState returns the client's TLS connection state. The return
 // values are their zero values if the connection is not TLS.
 func (c *Client) TLSConnectionState() (state tls.ConnectionState, ok bool) {
