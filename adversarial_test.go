@@ -789,12 +789,12 @@ func adversarialCases() []advCase {
 			s.Stall()
 		}), dialer: starttls, op: opSend, contains: []string{"STARTTLS"}, want: []string{pEHLO, pSTLS}},
 		advCase{name: "starttls/AUTH offered only before TLS", server: server(smtptest.Options{AuthOnlyBeforeTLS: true}),
-			dialer: starttls, op: opSend, is: []error{ErrAuthUnsupported}, want: []string{pEHLO, pSTLS, tEHLO}},
+			dialer: starttls, op: opSend, is: []error{ErrAuthUnsupported}, want: []string{pEHLO, pSTLS, tEHLO, tQUIT}},
 		advCase{name: "starttls/capabilities changed across TLS", server: beforeTLSOnly, dialer: starttls,
 			op: opSendWith(nil, advFrom, []byte(testMsg)), ok: true, messages: 1,
 			want: []string{pEHLO, pSTLS, tEHLO, "tls: MAIL FROM:<a@example.com>", tRCPT, tDATA, tQUIT}},
 		advCase{name: "starttls/SMTPUTF8 offered only before TLS", server: beforeTLSOnly, dialer: starttls,
-			op: opSendWith(nil, "jörg@example.com", []byte(testMsg)), is: []error{ErrInvalidInput}, want: []string{pEHLO, pSTLS, tEHLO}},
+			op: opSendWith(nil, "jörg@example.com", []byte(testMsg)), is: []error{ErrInvalidInput}, want: []string{pEHLO, pSTLS, tEHLO, tQUIT}},
 		advCase{name: "starttls/AUTH before StartTLS", server: server(smtptest.Options{AuthBeforeTLS: true}),
 			op: opPlainClient(func(e *advEnv, c *Client) error { return c.Auth(advAuth()) }), is: []error{ErrPlaintextAuth}, want: []string{pEHLO}},
 	)

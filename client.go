@@ -7,7 +7,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/textproto"
 	"os"
@@ -25,6 +24,10 @@ import (
 // failure that leaves the session in doubt (a dropped connection, a timeout,
 // a failed STARTTLS) the Client refuses further commands.
 //
+// A Client made by Dial or NewClient returns errors as net/smtp does (a
+// reply is a *textproto.Error, a closed connection io.EOF); one made by a
+// Dialer or DialContext returns *Error. See the package documentation.
+//
 // A Client is not safe for concurrent use by multiple goroutines.
 type Client struct {
 	// Text is the textproto.Conn used by the Client. It is exported, as in
@@ -40,40 +43,20 @@ type Client struct {
 	mode       Mode
 	tlsConfig  *tls.Config // base configuration for StartTLS(nil)
 	timeouts   timeouts
+	netsmtp    bool // return errors as net/smtp does (Dial, NewClient)
 
 	didHello bool
 	helloErr error
 	ext      map[string]string // EHLO capabilities, upper-case keyword -> parameters
 	auth     []string          // advertised SASL mechanisms
 
-	err      error // sticky failure: once set, only Close and Quit do anything
+	err      error // sticky failure: once set, no command is sent
 	dataOpen bool  // a Data writer is open
 
-	// quotesSecret, once credentials have been sent, reports whether
-	// server text contains them in a form a server might quote back;
-	// such text is kept out of errors. Why a func: fmt cannot see
-	// inside one, so even printing a Client with %v or %s shows no
-	// credentials.
-	quotesSecret func(text string) bool
-}
-
-// addSecrets adds strings to those quotesSecret looks for.
-func (c *Client) addSecrets(secrets ...string) {
-	var list []string
-	for _, s := range secrets {
-		if s != "" {
-			list = append(list, s)
-		}
-	}
-	prev := c.quotesSecret
-	c.quotesSecret = func(text string) bool {
-		for _, s := range list {
-			if strings.Contains(text, s) {
-				return true
-			}
-		}
-		return prev != nil && prev(text)
-	}
+	// secrets holds the credentials sent on this session, so that server
+	// text repeating any part of them is kept out of errors. A pointer:
+	// fmt prints its address, never its contents.
+	secrets *redactor
 }
 
 // timeouts bounds each network step; see the Dialer fields of the same names.
@@ -81,19 +64,34 @@ type timeouts struct {
 	dial, greeting, command, data time.Duration
 }
 
+// quitTimeout bounds the wait for the reply to QUIT. Why short: by then
+// the work is done (a message accepted with 250 stays accepted), and a
+// server that does not answer QUIT must not hold the caller for the
+// whole CommandTimeout.
+const quitTimeout = 5 * time.Second
+
 // Dial returns a new Client connected to an SMTP server at addr, which must
 // include a port, over implicit TLS (RFC 8314).
 //
 // Unlike net/smtp.Dial, which connects in plaintext, the connection is TLS
 // from its first byte and the server's certificate is verified for the host
-// in addr. Use a Dialer for STARTTLS or other settings.
+// in addr. As in net/smtp, Dial reads the server's greeting and nothing
+// more: EHLO is sent by the first method that needs it, or by Hello, and
+// errors are the values net/smtp returns. Use a Dialer for STARTTLS or
+// other settings.
 func Dial(addr string) (*Client, error) {
 	var d Dialer
-	return d.DialContext(context.Background(), addr)
+	c, err := d.DialContext(context.Background(), addr)
+	if err != nil {
+		return nil, netsmtpError(err)
+	}
+	c.netsmtp = true
+	return c, nil
 }
 
-// DialContext is like Dial but uses ctx for connecting, the TLS handshake,
-// the greeting and EHLO. Cancelling ctx interrupts them.
+// DialContext is like Dial but uses ctx for connecting, the TLS handshake
+// and the greeting; cancelling ctx interrupts them. Unlike Dial, it is not
+// a net/smtp name, so the Client returns *Error values as a Dialer's does.
 func DialContext(ctx context.Context, addr string) (*Client, error) {
 	var d Dialer
 	return d.DialContext(ctx, addr)
@@ -101,24 +99,34 @@ func DialContext(ctx context.Context, addr string) (*Client, error) {
 
 // NewClient returns a new Client using an existing connection and host as a
 // server name to be used when authenticating and verifying certificates. It
-// reads the server's greeting.
+// reads the server's greeting and nothing more, and returns errors as
+// net/smtp does.
 //
-// As with net/smtp, conn may be any connection. If it is a *tls.Conn the
-// session counts as TLS; otherwise call StartTLS before Auth, Mail, Rcpt,
-// Data or Verify, which refuse to run on a connection that is not TLS.
+// As with net/smtp, conn may be any connection. If it is TLS (a *tls.Conn,
+// or any connection with a ConnectionState method reporting a completed
+// handshake once the greeting has been read) the session counts as TLS;
+// otherwise call StartTLS before Auth, Mail, Rcpt, Data or Verify, which
+// refuse to run on a connection that is not TLS.
 func NewClient(conn net.Conn, host string) (*Client, error) {
 	var d Dialer
 	c := d.newClient(conn, host)
-	if tc, ok := conn.(*tls.Conn); ok {
-		c.isTLS = true
-		c.mode = ImplicitTLS
-		c.conn = tc
-	}
+	c.netsmtp = true
 	if err := c.readGreeting(context.Background()); err != nil {
-		c.conn.Close()
-		return nil, err
+		closeNow(conn)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return nil, noGreetingError(host, c.timeouts.greeting, err)
+		}
+		return nil, netsmtpError(err)
+	}
+	if ts, ok := conn.(tlsStater); ok && ts.ConnectionState().HandshakeComplete {
+		c.isTLS, c.mode = true, ImplicitTLS
 	}
 	return c, nil
+}
+
+// tlsStater is a TLS connection: *tls.Conn, or a wrapper around one.
+type tlsStater interface {
+	ConnectionState() tls.ConnectionState
 }
 
 func (d *Dialer) newClient(conn net.Conn, host string) *Client {
@@ -129,6 +137,7 @@ func (d *Dialer) newClient(conn net.Conn, host string) *Client {
 		localName:  d.localName(),
 		tlsConfig:  d.TLSConfig,
 		timeouts:   d.timeouts(),
+		secrets:    &redactor{},
 	}
 }
 
@@ -136,6 +145,15 @@ func (d *Dialer) newClient(conn net.Conn, host string) *Client {
 // buffer, which wire.ReadReply needs.
 func newText(conn net.Conn) *textproto.Conn {
 	return textproto.NewConn(conn)
+}
+
+// export returns err in the form this Client's callers expect: as is, or
+// as net/smtp would have returned it.
+func (c *Client) export(err error) error {
+	if err == nil || !c.netsmtp {
+		return err
+	}
+	return netsmtpError(err)
 }
 
 // Close closes the connection without sending QUIT.
@@ -148,6 +166,12 @@ func (c *Client) Close() error {
 // name used; by default the Dialer's LocalName, or "localhost", is sent.
 // If Hello is called, it must be called before any of the other methods.
 //
+// As in net/smtp, the Clients made by Dial and NewClient have sent nothing
+// yet, so Hello may be their first call. A Dialer in STARTTLS mode has
+// sent its plaintext EHLO (with Dialer.LocalName) and STARTTLS, but not yet
+// the EHLO under TLS: Hello may still be called, and its name is the one
+// sent over TLS.
+//
 // A name containing CR, LF, NUL, spaces or angle brackets is rejected
 // before anything is sent.
 func (c *Client) Hello(localName string) error {
@@ -157,8 +181,11 @@ func (c *Client) Hello(localName string) error {
 	if c.didHello {
 		return errors.New("tlsmail: Hello called after other methods")
 	}
+	if err := c.ready(); err != nil {
+		return c.export(err)
+	}
 	c.localName = localName
-	return c.hello(context.Background())
+	return c.export(c.hello(context.Background()))
 }
 
 // hello sends EHLO once per session (and again after STARTTLS).
@@ -170,8 +197,9 @@ func (c *Client) hello(ctx context.Context) error {
 	return c.helloErr
 }
 
-// ehlo sends EHLO, falling back to HELO when the server does not know EHLO
-// (RFC 5321 section 4.1.4). A HELO session has no extensions, so it can
+// ehlo sends EHLO, falling back to HELO when the server refuses it with a
+// 4xx or 5xx reply, as net/smtp does (RFC 5321 section 4.1.4 lets an old
+// server know only HELO). A HELO session has no extensions, so it can
 // never satisfy a STARTTLS requirement.
 func (c *Client) ehlo(ctx context.Context) error {
 	if err := wire.CheckHelloName(c.localName); err != nil {
@@ -180,7 +208,7 @@ func (c *Client) ehlo(ctx context.Context) error {
 	rep, err := c.cmd(ctx, "EHLO", c.timeouts.command, []int{250}, "EHLO %s", c.localName)
 	if err != nil {
 		var e *Error
-		if !errors.As(err, &e) || e.Code/100 != 5 || e.Code == 554 {
+		if !errors.As(err, &e) || c.err != nil {
 			return err
 		}
 		if _, err := c.cmd(ctx, "HELO", c.timeouts.command, []int{250}, "HELO %s", c.localName); err != nil {
@@ -203,18 +231,23 @@ func (c *Client) ehlo(ctx context.Context) error {
 // extension support this function.
 //
 // config may be nil. It is cloned, never modified; ServerName is set to the
-// client's server name and MinVersion raised to TLS 1.2 when unset.
+// client's server name when unset, and MinVersion is at least TLS 1.2.
 //
 // StartTLS fails closed: if STARTTLS is not advertised, the server refuses
 // it, sends anything between its 220 reply and the handshake (response
 // injection, RFC 3207 section 6), or the handshake fails, it returns an
 // error, closes the connection and the Client refuses further commands.
 // On success every capability learned before TLS is forgotten and EHLO is
-// sent again.
+// sent again, as net/smtp does.
 func (c *Client) StartTLS(config *tls.Config) error {
-	return c.startTLS(context.Background(), config)
+	if err := c.startTLS(context.Background(), config); err != nil {
+		return c.export(err)
+	}
+	return c.export(c.hello(context.Background()))
 }
 
+// startTLS upgrades the connection. The EHLO under TLS is left to the
+// next command, so that Hello can still choose its name.
 func (c *Client) startTLS(ctx context.Context, config *tls.Config) error {
 	if err := c.session(ctx); err != nil {
 		return err
@@ -231,7 +264,7 @@ func (c *Client) startTLS(ctx context.Context, config *tls.Config) error {
 	if _, err := c.cmd(ctx, "STARTTLS", c.timeouts.command, []int{220}, "STARTTLS"); err != nil {
 		// Why fail rather than carry on: a 454 or 5xx may be injected by an
 		// attacker to force a downgrade.
-		return c.fail(fmt.Errorf("tlsmail: STARTTLS failed, not continuing in plaintext: %w", err))
+		return c.fail(wrap(err, "STARTTLS failed, not continuing in plaintext"))
 	}
 	if n := c.Text.R.Buffered(); n > 0 {
 		// Why an error and not a discard: bytes that arrive before the
@@ -242,7 +275,7 @@ func (c *Client) startTLS(ctx context.Context, config *tls.Config) error {
 	}
 	tconn, err := handshake(ctx, c.conn, completeConfig(config, c.serverName), c.timeouts.greeting)
 	if err != nil {
-		return c.fail(fmt.Errorf("tlsmail: STARTTLS handshake with %s: %w", c.serverName, err))
+		return c.fail(wrap(err, "STARTTLS handshake with %s", c.serverName))
 	}
 	c.conn = tconn
 	c.Text = newText(tconn)
@@ -251,18 +284,18 @@ func (c *Client) startTLS(ctx context.Context, config *tls.Config) error {
 	// Why forget: capabilities seen in plaintext may have been forged
 	// (RFC 3207 section 4.2); only the encrypted EHLO counts.
 	c.ext, c.auth = nil, nil
-	c.didHello = false
-	return c.hello(ctx)
+	c.didHello, c.helloErr = false, nil
+	return nil
 }
 
 // TLSConnectionState returns the client's TLS connection state. The return
 // values are their zero values if the connection is not TLS.
 func (c *Client) TLSConnectionState() (state tls.ConnectionState, ok bool) {
-	tc, ok := c.conn.(*tls.Conn)
-	if !ok {
+	ts, ok := c.conn.(tlsStater)
+	if !ok || !c.isTLS {
 		return state, false
 	}
-	return tc.ConnectionState(), true
+	return ts.ConnectionState(), true
 }
 
 // Mode reports how the connection was secured: ImplicitTLS when it was TLS
@@ -275,22 +308,21 @@ func (c *Client) Mode() (m Mode, ok bool) {
 // Verify checks the validity of an email address on the server (VRFY). If
 // Verify returns nil, the address is valid. A non-nil return does not
 // necessarily indicate an invalid address; many servers will not verify
-// addresses for security reasons (they answer 252, which is returned as an
-// *Error).
+// addresses for security reasons. As in net/smtp, only a 250 reply is
+// success: 251 and 252 (RFC 5321 section 3.5.3) are returned as errors.
 func (c *Client) Verify(addr string) error {
 	ctx := context.Background()
 	if err := wire.CheckAddress(addr); err != nil {
 		return fmt.Errorf("%w: address %q %v", ErrInvalidInput, addr, err)
 	}
-	if err := c.mailReady(ctx); err != nil {
-		return err
+	if err := c.mailReady(ctx, "VRFY"); err != nil {
+		return c.export(err)
 	}
 	rep, err := c.exchange(ctx, "VRFY", c.timeouts.command, []int{250, 251, 252}, "VRFY "+addr)
-	if err == nil && rep.Code == 252 {
-		// 252: cannot verify, but will accept (RFC 5321 section 3.5.3).
-		return newError("VRFY", rep)
+	if err == nil && rep.Code != 250 {
+		err = newError("VRFY", rep, c.clean)
 	}
-	return err
+	return c.export(err)
 }
 
 // Auth authenticates a client using the provided authentication mechanism
@@ -299,10 +331,11 @@ func (c *Client) Verify(addr string) error {
 // Auth refuses, before the mechanism sees anything, when the connection is
 // not TLS (ErrPlaintextAuth), whatever the mechanism and whatever the host,
 // and when the mechanism the Auth chooses is not one the server advertised
-// in its current EHLO reply (ErrAuthUnsupported). A failed authentication is
-// returned as an *Error.
+// in its current EHLO reply (ErrAuthUnsupported). A failed authentication
+// is a reply error; unlike net/smtp, nothing more is sent after it (no "*"
+// and no QUIT), and the Client stays usable.
 func (c *Client) Auth(a Auth) error {
-	return c.authenticate(context.Background(), a)
+	return c.export(c.authenticate(context.Background(), a))
 }
 
 func (c *Client) authenticate(ctx context.Context, a Auth) error {
@@ -312,18 +345,18 @@ func (c *Client) authenticate(ctx context.Context, a Auth) error {
 	if !c.isTLS {
 		// Why every mechanism, localhost included: a hash-based mechanism
 		// still exposes the user name and an offline-crackable exchange.
-		return ErrPlaintextAuth
+		return wrap(ErrPlaintextAuth, "AUTH")
 	}
 	info := &ServerInfo{Name: c.serverName, TLS: c.isTLS, Auth: append([]string(nil), c.auth...)}
 	mech, resp, err := a.Start(info)
 	if err != nil {
-		return fmt.Errorf("tlsmail: AUTH: %w", err)
+		return wrap(err, "AUTH")
 	}
 	if !c.advertised(mech) {
 		return fmt.Errorf("%w: %q not in server's list %q", ErrAuthUnsupported, mech, c.auth)
 	}
 	if h, ok := a.(secretHolder); ok {
-		c.addSecrets(h.secrets()...)
+		c.secrets.add(h.secrets()...)
 	}
 	line := "AUTH " + mech
 	if resp != nil {
@@ -332,7 +365,7 @@ func (c *Client) authenticate(ctx context.Context, a Auth) error {
 			line += " ="
 		} else {
 			enc := base64.StdEncoding.EncodeToString(resp)
-			c.noteSent(a, resp, enc)
+			c.noteSent(a, mech, nil, resp, enc)
 			line += " " + enc
 		}
 	}
@@ -365,16 +398,16 @@ func (c *Client) authenticate(ctx context.Context, a Auth) error {
 				// The server accepted us but the mechanism could not
 				// verify the server (e.g. a SCRAM server signature): the
 				// session is not trustworthy.
-				return c.fail(fmt.Errorf("tlsmail: AUTH %s: server accepted, but %w", mech, err))
+				return c.fail(fmt.Errorf("tlsmail: AUTH %s: server accepted, but %s", mech, inner(err)))
 			}
 			return nil
 		}
 		if err != nil {
 			c.cancelAuth(ctx)
-			return fmt.Errorf("tlsmail: AUTH %s: %w", mech, err)
+			return wrap(err, "AUTH %s", mech)
 		}
 		line = base64.StdEncoding.EncodeToString(resp)
-		c.noteSent(a, resp, line)
+		c.noteSent(a, mech, msg, resp, line)
 	}
 }
 
@@ -382,36 +415,32 @@ func (c *Client) authenticate(ctx context.Context, a Auth) error {
 // what their secret is.
 type secretHolder interface{ secrets() []string }
 
-// noteSent remembers an AUTH response, raw and encoded, so that a server
-// quoting it back (some quote the command they reject) cannot put
-// credentials into an error, and from there into a log.
-func (c *Client) noteSent(a Auth, resp []byte, encoded string) {
-	c.addSecrets(encoded)
+// noteSent remembers an AUTH response, encoded, and for another package's
+// mechanism also the parts of it that look secret, so that a server
+// quoting it back (some quote the command they reject), even in part,
+// cannot put credentials into an error, and from there into a log.
+func (c *Client) noteSent(a Auth, mech string, challenge, resp []byte, encoded string) {
+	c.secrets.add(encoded)
 	if _, ok := a.(secretHolder); !ok {
-		// Another package's mechanism: the secret could be any part of
-		// what it sent (PLAIN separates its fields with NUL).
-		c.addSecrets(string(resp))
-		for _, f := range bytes.Split(resp, []byte{0}) {
-			c.addSecrets(string(f))
-		}
+		c.secrets.add(foreignSecrets(mech, challenge, resp)...)
 	}
 }
 
-// withheld replaces server text that repeats credentials.
-const withheld = "[reply text withheld: it repeats the credentials]"
-
-// repeatsSecret reports whether text contains credentials sent on this
-// session.
-func (c *Client) repeatsSecret(text string) bool {
-	return c.quotesSecret != nil && c.quotesSecret(text)
+// clean makes server text safe for an error: runs that repeat credentials
+// are withheld, then control characters and length are dealt with.
+func (c *Client) clean(text string) string {
+	text, _ = c.secrets.redact(text)
+	return sanitize(text)
 }
 
-// scrub returns err, or an equivalent error without the reply text when
-// the malformed reply it quotes repeats credentials.
+// scrub returns err, or an equivalent error with the reply text withheld
+// where the malformed reply it quotes repeats credentials.
 func (c *Client) scrub(err error) error {
 	var me *wire.MalformedError
-	if errors.As(err, &me) && c.repeatsSecret(string(me.Line)) {
-		return fmt.Errorf("%w: %s %s", wire.ErrMalformedReply, me.Reason, withheld)
+	if errors.As(err, &me) {
+		if text, changed := c.secrets.redact(string(me.Line)); changed {
+			return &wire.MalformedError{Line: []byte(text), Reason: me.Reason}
+		}
 	}
 	return err
 }
@@ -450,11 +479,7 @@ func (c *Client) advertised(mech string) bool {
 // sent, and so is a non-ASCII address when the server lacks SMTPUTF8
 // (RFC 6531 section 3.2).
 func (c *Client) Mail(from string) error {
-	return c.mail(context.Background(), from)
-}
-
-func (c *Client) mail(ctx context.Context, from string) error {
-	return c.mailUTF8(ctx, from, true)
+	return c.export(c.mailUTF8(context.Background(), from, true))
 }
 
 // mailUTF8 sends MAIL FROM. wantUTF8 false leaves out the SMTPUTF8
@@ -465,7 +490,7 @@ func (c *Client) mailUTF8(ctx context.Context, from string, wantUTF8 bool) error
 	if err := wire.CheckAddress(from); err != nil {
 		return fmt.Errorf("%w: sender %q %v", ErrInvalidInput, from, err)
 	}
-	if err := c.mailReady(ctx); err != nil {
+	if err := c.mailReady(ctx, "MAIL"); err != nil {
 		return err
 	}
 	_, utf8ok := c.ext["SMTPUTF8"]
@@ -488,14 +513,14 @@ func (c *Client) mailUTF8(ctx context.Context, from string, wantUTF8 bool) error
 // followed by a Data call or another Rcpt call. The address is checked as
 // in Mail.
 func (c *Client) Rcpt(to string) error {
-	return c.rcpt(context.Background(), to)
+	return c.export(c.rcpt(context.Background(), to))
 }
 
 func (c *Client) rcpt(ctx context.Context, to string) error {
 	if err := checkRecipient(to); err != nil {
 		return err
 	}
-	if err := c.mailReady(ctx); err != nil {
+	if err := c.mailReady(ctx, "RCPT"); err != nil {
 		return err
 	}
 	if _, ok := c.ext["SMTPUTF8"]; !ok && !wire.IsASCII(to) {
@@ -515,127 +540,15 @@ func checkRecipient(to string) error {
 	return nil
 }
 
-// Data issues a DATA command to the server and returns a writer that can be
-// used to write the mail headers and body. The caller should close the
-// writer before calling any more methods on c. A call to Data must be
-// preceded by one or more calls to Rcpt.
-//
-// The writer turns bare CR and bare LF into CRLF and dot-stuffs lines that
-// start with "." as it streams (RFC 5321 section 4.5.2), so no content can
-// end the data early. Close adds a final CRLF if the message lacks one,
-// sends the end-of-data marker and returns nil only when the server
-// accepted the message with 250.
-func (c *Client) Data() (io.WriteCloser, error) {
-	return c.data(context.Background())
-}
-
-func (c *Client) data(ctx context.Context) (io.WriteCloser, error) {
-	if err := c.mailReady(ctx); err != nil {
-		return nil, err
-	}
-	// Anything but 354 means the server will not read message data, so
-	// not one byte of it is sent.
-	if _, err := c.exchange(ctx, "DATA", c.timeouts.command, []int{354}, "DATA"); err != nil {
-		return nil, err
-	}
-	if err := c.unsolicited("the DATA message"); err != nil {
-		return nil, err
-	}
-	c.dataOpen = true
-	w := &dataWriter{c: c, ctx: ctx, dot: wire.NewDotWriter(c.Text.W)}
-	if ctx.Done() != nil {
-		w.stop = context.AfterFunc(ctx, interrupter(c.conn))
-	}
-	return w, nil
-}
-
-// dataWriter is the io.WriteCloser returned by Data.
-type dataWriter struct {
-	c      *Client
-	ctx    context.Context
-	dot    *wire.DotWriter
-	stop   func() bool
-	closed bool
-}
-
-func (w *dataWriter) Write(p []byte) (int, error) {
-	c := w.c
-	if w.closed {
-		return 0, errors.New("tlsmail: write to closed Data writer")
-	}
-	if c.err != nil {
-		return 0, c.unusable()
-	}
-	c.conn.SetWriteDeadline(deadline(c.timeouts.data))
-	if err := w.cancelled(); err != nil {
-		return 0, err
-	}
-	n, err := w.dot.Write(p)
-	if err != nil {
-		return n, c.fail(w.ioError("writing message data", c.timeouts.data, err))
-	}
-	return n, nil
-}
-
-func (w *dataWriter) Close() error {
-	c := w.c
-	if w.closed {
-		return errors.New("tlsmail: Data writer already closed")
-	}
-	w.closed = true
-	c.dataOpen = false
-	defer func() {
-		if w.stop != nil {
-			w.stop()
-		}
-	}()
-	if c.err != nil {
-		return c.unusable()
-	}
-	c.conn.SetDeadline(deadline(c.timeouts.data))
-	if err := w.cancelled(); err != nil {
-		return err
-	}
-	if err := w.dot.Close(); err != nil {
-		return c.fail(w.ioError("writing message data", c.timeouts.data, err))
-	}
-	if err := c.Text.W.Flush(); err != nil {
-		return c.fail(w.ioError("writing message data", c.timeouts.data, err))
-	}
-	// RFC 5321 section 4.5.3.2.6: the server may take a while to accept.
-	rep, err := wire.ReadReply(c.Text.R)
-	c.conn.SetDeadline(time.Time{})
-	if err != nil {
-		// Why an error: without the final reply we cannot know that the
-		// server took responsibility for the message.
-		return c.fail(w.ioError("reading reply to end of data", c.timeouts.data, c.scrub(err)))
-	}
-	return c.check("DATA", rep, []int{250})
-}
-
-// cancelled fails the session if the context is done. It must run after
-// each deadline is set: the context's AfterFunc may already have
-// interrupted the connection, and setting the deadline undid that, so
-// without this check a cancelled send would block for the DataTimeout.
-func (w *dataWriter) cancelled() error {
-	if err := w.ctx.Err(); err != nil {
-		return w.c.fail(fmt.Errorf("tlsmail: writing message data: %w", err))
-	}
-	return nil
-}
-
-func (w *dataWriter) ioError(step string, d time.Duration, err error) error {
-	if w.ctx.Err() != nil {
-		return fmt.Errorf("tlsmail: %s: %w", step, w.ctx.Err())
-	}
-	return ioError(step, d, err)
-}
-
 // Extension reports whether an extension is supported by the server. The
 // extension name is case-insensitive. If the extension is supported,
 // Extension also returns a string that contains any parameters the server
-// specifies for the extension.
+// specifies for the extension. Like net/smtp's, it sends EHLO first if no
+// command has yet.
 func (c *Client) Extension(ext string) (bool, string) {
+	if c.ready() != nil {
+		return false, ""
+	}
 	if err := c.hello(context.Background()); err != nil {
 		return false, ""
 	}
@@ -646,13 +559,13 @@ func (c *Client) Extension(ext string) (bool, string) {
 // Reset sends the RSET command to the server, aborting the current mail
 // transaction.
 func (c *Client) Reset() error {
-	return c.simple("RSET")
+	return c.export(c.simple("RSET"))
 }
 
 // Noop sends the NOOP command to the server. It does nothing but check
 // that the connection to the server is okay.
 func (c *Client) Noop() error {
-	return c.simple("NOOP")
+	return c.export(c.simple("NOOP"))
 }
 
 // simple sends a command without arguments that 250 answers.
@@ -666,21 +579,23 @@ func (c *Client) simple(verb string) error {
 }
 
 // Quit sends the QUIT command and closes the connection to the server.
-// After a failure that made the Client unusable, Quit only closes the
-// connection and returns nil.
+// As in net/smtp, QUIT is sent even when EHLO and HELO were refused. After
+// a failure that ended the session (a dropped connection, a timeout, a
+// 421), Quit sends nothing, closes the connection and returns that
+// failure again. The wait for the reply to QUIT is at most a few seconds.
 func (c *Client) Quit() error {
-	return c.quit(context.Background())
+	return c.export(c.quit(context.Background()))
 }
 
 func (c *Client) quit(ctx context.Context) error {
 	defer c.Text.Close()
-	if c.err != nil || c.dataOpen {
-		return nil
-	}
-	if err := c.hello(ctx); err != nil {
+	if err := c.ready(); err != nil {
 		return err
 	}
-	_, err := c.exchange(ctx, "QUIT", c.timeouts.command, []int{221}, "QUIT")
+	// As in net/smtp, a refused EHLO/HELO does not stop the goodbye; a
+	// broken connection does, through the sticky error.
+	c.hello(ctx)
+	_, err := c.exchange(ctx, "QUIT", min(c.timeouts.command, quitTimeout), []int{221}, "QUIT")
 	return err
 }
 
@@ -705,21 +620,21 @@ func (c *Client) session(ctx context.Context) error {
 }
 
 // mailReady is session plus the TLS requirement for anything that carries an
-// address or message data.
-func (c *Client) mailReady(ctx context.Context) error {
+// address or message data; verb names the command for the error.
+func (c *Client) mailReady(ctx context.Context, verb string) error {
 	if err := c.session(ctx); err != nil {
 		return err
 	}
 	if !c.isTLS {
 		// Why: envelope addresses and message content are as private as
 		// credentials; tlsmail never sends them in the clear.
-		return ErrPlaintextMail
+		return wrap(ErrPlaintextMail, "%s", verb)
 	}
 	return nil
 }
 
 func (c *Client) unusable() error {
-	return fmt.Errorf("tlsmail: client unusable after earlier failure: %w", c.err)
+	return &unusableError{c.err}
 }
 
 // fail records err as the sticky failure, closes the connection and
@@ -801,27 +716,24 @@ func (c *Client) exchange(ctx context.Context, verb string, d time.Duration, wan
 }
 
 // unsolicited fails the session if the server has sent something that no
-// command asked for; before names what was about to be sent. Why: tlsmail
-// never pipelines, so such bytes answer nothing, and read later they
-// would pass for the reply to the next command: a "250" sent together
-// with the "354" to DATA would report a message as accepted before a byte
-// of it was sent. Only bytes already read from the network can be seen,
-// so this is best effort; the reply codes catch the rest.
+// command asked for; before names what was about to be sent. Why: a reply
+// read early would pass for the reply to the next command: a "250" sent
+// together with the "354" to DATA would report a message as accepted
+// before a byte of it was sent. Only bytes already read from the network
+// can be seen, so this is best effort; the reply codes catch the rest.
 func (c *Client) unsolicited(before string) error {
 	n := c.Text.R.Buffered()
 	if n == 0 {
 		return nil
 	}
 	peek, _ := c.Text.R.Peek(min(n, 80))
-	if c.quotesSecret != nil {
-		// Why: the bytes may be cut short, so they cannot be checked for
-		// credentials sent on this session.
-		peek = peek[:min(len(peek), 3)]
-	}
+	text, _ := c.secrets.redact(string(peek))
 	if bytes.HasPrefix(peek, []byte("421")) {
-		return c.fail(fmt.Errorf("%w: reply %q arrived before %s was sent", ErrServerClosing, wire.Quote(peek), before))
+		return c.fail(fmt.Errorf("%w: reply %q arrived before %s was sent", ErrServerClosing, wire.Quote([]byte(text)), before))
 	}
-	return c.fail(fmt.Errorf("%w: server sent %q before %s was sent, a reply to no command", ErrProtocol, wire.Quote(peek), before))
+	return c.fail(fmt.Errorf("%w: server sent %q before %s was sent, a reply to no command "+
+		"(a test double that hands over every scripted reply at once causes this: test against a real SMTP server on loopback instead)",
+		ErrProtocol, wire.Quote([]byte(text)), before))
 }
 
 // readReply reads one reply without sending anything.
@@ -850,10 +762,7 @@ func (c *Client) check(verb string, rep wire.Reply, want []int) error {
 		}
 	}
 	if rep.Code >= 400 {
-		e := newError(verb, rep)
-		if c.repeatsSecret(e.Message) {
-			e.Message = withheld
-		}
+		e := newError(verb, rep, c.clean)
 		if e.Code == 421 {
 			// RFC 5321 section 3.8: 421 means the server is closing the
 			// transmission channel; nothing more can be done on it.
@@ -865,10 +774,7 @@ func (c *Client) check(verb string, rep wire.Reply, want []int) error {
 	// longer agree on the state of the session; stop at once rather than
 	// guess (a DATA answered with 250 would otherwise have its message
 	// read as commands).
-	text := strings.Join(rep.Lines, " ")
-	if c.repeatsSecret(text) {
-		return c.fail(fmt.Errorf("%w: unexpected reply %d to %s %s", ErrProtocol, rep.Code, verb, withheld))
-	}
+	text, _ := c.secrets.redact(strings.Join(rep.Lines, " "))
 	return c.fail(fmt.Errorf("%w: unexpected reply %d to %s: %q", ErrProtocol, rep.Code, verb, wire.Quote([]byte(text))))
 }
 
@@ -895,148 +801,4 @@ func deadline(d time.Duration) time.Time {
 		return time.Time{}
 	}
 	return time.Now().Add(d)
-}
-
-// ioError describes a failed network step, naming it and the timeout.
-func ioError(step string, d time.Duration, err error) error {
-	switch {
-	case errors.Is(err, os.ErrDeadlineExceeded) && strings.HasPrefix(step, "writing"):
-		return fmt.Errorf("tlsmail: %s: server did not take the data within %v: %w", step, d, err)
-	case errors.Is(err, os.ErrDeadlineExceeded):
-		return fmt.Errorf("tlsmail: %s: no reply from server within %v: %w", step, d, err)
-	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
-		return fmt.Errorf("tlsmail: %s: server closed the connection: %w", step, err)
-	case errors.Is(err, wire.ErrReplyTooLarge), errors.Is(err, wire.ErrMalformedReply):
-		return fmt.Errorf("%w: %s: %w", ErrProtocol, step, err)
-	}
-	return fmt.Errorf("tlsmail: %s: %w", step, err)
-}
-
-// Errors returned for policy refusals and protocol failures. Compare with
-// errors.Is.
-var (
-	// ErrPlaintextAuth is returned by Client.Auth, PlainAuth and LoginAuth
-	// when the connection is not TLS. tlsmail never sends credentials in
-	// plaintext, for any mechanism or host.
-	ErrPlaintextAuth = errors.New("tlsmail: refusing to authenticate on a connection that is not TLS; use implicit TLS or call StartTLS first")
-
-	// ErrPlaintextMail is returned by Mail, Rcpt, Data and Verify when the
-	// connection is not TLS: envelope and message are never sent in
-	// plaintext.
-	ErrPlaintextMail = errors.New("tlsmail: refusing to send mail on a connection that is not TLS; use implicit TLS or call StartTLS first")
-
-	// ErrAuthUnsupported is returned when the server does not advertise
-	// AUTH, or not the mechanism the Auth chose, in its current EHLO reply.
-	ErrAuthUnsupported = errors.New("tlsmail: server does not offer the authentication mechanism")
-
-	// ErrInvalidInput is returned, before anything is sent, for an address
-	// or hello name that contains CR, LF, NUL, other control characters,
-	// spaces or angle brackets, or that the server cannot take.
-	ErrInvalidInput = errors.New("tlsmail: invalid input")
-
-	// ErrServerClosing matches an *Error with code 421: the server is
-	// closing the connection (RFC 5321 section 3.8).
-	ErrServerClosing = errors.New("tlsmail: server is closing the connection (421)")
-
-	// ErrProtocol is returned when the server breaks the SMTP protocol: a
-	// malformed or oversized reply, or a reply code the command cannot take.
-	// The connection is closed.
-	ErrProtocol = errors.New("tlsmail: SMTP protocol error")
-)
-
-// An Error is a negative (4xx or 5xx) reply from the server. Find it with
-// errors.As.
-type Error struct {
-	// Code is the three-digit reply code, e.g. 550.
-	Code int
-	// EnhancedCode is the RFC 3463 enhanced status code, e.g. {5, 7, 8},
-	// or the zero value when the reply did not carry one.
-	EnhancedCode EnhancedCode
-	// Message is the reply text, without the codes; lines of a multi-line
-	// reply are joined with "\n". Text that repeats credentials sent on
-	// the session (some servers quote the command they reject) is
-	// replaced by a note saying it was withheld.
-	Message string
-	// Command is the SMTP verb the reply answered (e.g. "RCPT"), or
-	// "greeting". It never contains arguments, so never credentials.
-	Command string
-}
-
-// EnhancedCode is an RFC 3463 enhanced status code: class, subject, detail.
-type EnhancedCode [3]int
-
-// String returns the code in dotted form, e.g. "5.7.8", or "" for the zero
-// value.
-func (e EnhancedCode) String() string {
-	if e == (EnhancedCode{}) {
-		return ""
-	}
-	return fmt.Sprintf("%d.%d.%d", e[0], e[1], e[2])
-}
-
-func newError(verb string, rep wire.Reply) *Error {
-	e := &Error{Code: rep.Code, Command: verb}
-	lines := make([]string, len(rep.Lines))
-	for i, l := range rep.Lines {
-		enh, rest, ok := wire.EnhancedCode(rep.Code, l)
-		if ok {
-			if i == 0 {
-				e.EnhancedCode = EnhancedCode(enh)
-			}
-			l = rest
-		}
-		lines[i] = l
-	}
-	e.Message = strings.Join(lines, "\n")
-	return e
-}
-
-// Error returns e as "tlsmail: VERB: server replied CODE ENH MESSAGE", with
-// a note that the server is closing the connection for a 421.
-func (e *Error) Error() string {
-	var b strings.Builder
-	b.WriteString("tlsmail: ")
-	if e.Command != "" {
-		b.WriteString(e.Command)
-		b.WriteString(": ")
-	}
-	fmt.Fprintf(&b, "server replied %d", e.Code)
-	if enh := e.EnhancedCode.String(); enh != "" {
-		b.WriteString(" " + enh)
-	}
-	if e.Message != "" {
-		b.WriteString(" " + strings.ReplaceAll(e.Message, "\n", " / "))
-	}
-	if e.Code == 421 {
-		// Why: the server's text may say anything ("Try again later");
-		// the code means the session is over (RFC 5321 section 3.8).
-		b.WriteString(" (the server is closing the connection)")
-	}
-	return b.String()
-}
-
-// Temporary reports whether the failure is transient (a 4xx reply), so that
-// the same command may succeed later.
-func (e *Error) Temporary() bool {
-	return e.Code/100 == 4
-}
-
-// Is makes errors.Is(err, ErrServerClosing) true for a 421 reply.
-func (e *Error) Is(target error) bool {
-	return target == ErrServerClosing && e.Code == 421
-}
-
-// As lets code written for net/smtp, which sees replies as
-// *textproto.Error, keep working: errors.As(err, &tpErr) fills in a
-// *textproto.Error with the same code and text.
-func (e *Error) As(target any) bool {
-	if p, ok := target.(**textproto.Error); ok {
-		msg := e.Message
-		if enh := e.EnhancedCode.String(); enh != "" {
-			msg = enh + " " + msg
-		}
-		*p = &textproto.Error{Code: e.Code, Msg: msg}
-		return true
-	}
-	return false
 }

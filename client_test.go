@@ -163,8 +163,11 @@ func TestImplicitTLSSessionTranscript(t *testing.T) {
 	if !ok || !st.HandshakeComplete || st.Version < tls.VersionTLS12 {
 		t.Errorf("TLSConnectionState = %v, %v", st.Version, ok)
 	}
-	if err := c.Hello("client.example"); err == nil {
-		t.Error("Hello after Dial succeeded; want error (EHLO already sent)")
+	if err := c.Hello("client.example"); err != nil {
+		t.Errorf("Hello after Dial: %v; want nil (Dial sends no EHLO)", err)
+	}
+	if err := c.Hello("again.example"); err == nil {
+		t.Error("second Hello succeeded; want error")
 	}
 	if ok, size := c.Extension("size"); !ok || size != "10240000" {
 		t.Errorf(`Extension("size") = %v, %q`, ok, size)
@@ -181,7 +184,7 @@ func TestImplicitTLSSessionTranscript(t *testing.T) {
 	sendOne(t, c, "", []string{"b@example.net"}, "x")
 	c.Quit()
 	wantTranscript(t, srv,
-		"tls: EHLO localhost",
+		"tls: EHLO client.example",
 		"tls: NOOP",
 		"tls: RSET",
 		"tls: MAIL FROM:<> BODY=8BITMIME SMTPUTF8",

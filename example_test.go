@@ -126,7 +126,11 @@ func ExampleError() {
 	}})
 	defer srv.Close()
 
-	err := tlsmail.SendMail(srv.ImplicitAddr, nil, "sender@example.org", []string{"nobody@example.net"}, []byte("Subject: hi\r\n\r\nhi\r\n"))
+	// A Dialer's methods (and SendMailContext, DialContext) return replies
+	// as *Error; the net/smtp names SendMail, Dial and NewClient return
+	// the *textproto.Error net/smtp would.
+	var d tlsmail.Dialer
+	err := d.SendMail(srv.ImplicitAddr, nil, "sender@example.org", []string{"nobody@example.net"}, []byte("Subject: hi\r\n\r\nhi\r\n"))
 	var e *tlsmail.Error
 	if errors.As(err, &e) {
 		fmt.Println(e.Code, e.EnhancedCode, e.Temporary())

@@ -3,7 +3,6 @@ package tlsmail
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/tlsmail/tlsmail/internal/wire"
@@ -26,20 +25,26 @@ import (
 //
 // SendMail asks for SMTPUTF8 (RFC 6531) only when an address or a header
 // is not ASCII. It returns nil only when the server accepted the message
-// for every recipient; a reply error is an *Error.
+// for every recipient. Errors are the values net/smtp returns (a reply is
+// a *textproto.Error, a closed connection io.EOF), except tlsmail's own
+// conditions, and ErrUnknownOutcome when the connection failed after the
+// whole message was sent. Once the message is accepted, the result of
+// QUIT changes nothing: SendMail returns nil.
 func SendMail(addr string, a Auth, from string, to []string, msg []byte) error {
 	var d Dialer
-	return d.SendMailContext(context.Background(), addr, a, from, to, msg)
+	return netsmtpError(d.SendMailContext(context.Background(), addr, a, from, to, msg))
 }
 
 // SendMailContext is like SendMail, with ctx bounding the whole exchange;
-// cancelling it interrupts the I/O in flight and returns promptly.
+// cancelling it interrupts the I/O in flight and returns promptly. Unlike
+// SendMail, it is not a net/smtp name: a reply error is an *Error.
 func SendMailContext(ctx context.Context, addr string, a Auth, from string, to []string, msg []byte) error {
 	var d Dialer
 	return d.SendMailContext(ctx, addr, a, from, to, msg)
 }
 
-// SendMail is like the package-level SendMail, connecting as d says.
+// SendMail is like the package-level SendMail, connecting as d says, and
+// returns reply errors as *Error.
 func (d *Dialer) SendMail(addr string, a Auth, from string, to []string, msg []byte) error {
 	return d.SendMailContext(context.Background(), addr, a, from, to, msg)
 }
@@ -55,8 +60,7 @@ func (d *Dialer) SendMailContext(ctx context.Context, addr string, a Auth, from 
 	}
 	defer c.Close()
 	if err := c.send(ctx, a, from, to, msg); err != nil {
-		var e *Error
-		if errors.As(err, &e) && c.err == nil {
+		if c.err == nil {
 			// The server is responsive: end the session properly so it
 			// does not log a lost connection. Its result changes nothing.
 			c.quit(ctx)
@@ -70,6 +74,9 @@ func (d *Dialer) SendMailContext(ctx context.Context, addr string, a Auth, from 
 }
 
 func (c *Client) send(ctx context.Context, a Auth, from string, to []string, msg []byte) error {
+	if err := c.session(ctx); err != nil {
+		return err
+	}
 	if a != nil {
 		if _, ok := c.ext["AUTH"]; !ok {
 			return fmt.Errorf("%w: the server offered no AUTH after TLS", ErrAuthUnsupported)
@@ -90,11 +97,11 @@ func (c *Client) send(ctx context.Context, a Auth, from string, to []string, msg
 	if err != nil {
 		return err
 	}
-	if _, err := w.Write(msg); err != nil {
-		w.Close()
+	if _, err := w.write(msg); err != nil {
+		w.close()
 		return err
 	}
-	return w.Close()
+	return w.close()
 }
 
 // needsUTF8 reports whether an address or the header section of msg has

@@ -8,6 +8,8 @@ import (
 	"net"
 	"os"
 	"time"
+
+	"github.com/tlsmail/tlsmail/internal/wire"
 )
 
 // Mode says how a Dialer secures the connection. There is deliberately no
@@ -164,6 +166,11 @@ func (d *Dialer) DialContext(ctx context.Context, addr string) (*Client, error) 
 	if err != nil {
 		return nil, err
 	}
+	if err := wire.CheckHelloName(d.localName()); err != nil {
+		// Checked before connecting: EHLO goes out later, when nothing
+		// could be done about the name any more.
+		return nil, fmt.Errorf("%w: Dialer.LocalName %q %v", ErrInvalidInput, d.localName(), err)
+	}
 	switch d.Mode {
 	case ImplicitTLS:
 		return d.dialImplicit(ctx, addr, host)
@@ -261,10 +268,6 @@ func (d *Dialer) dialImplicit(ctx context.Context, addr, host string) (*Client, 
 	c := d.newClient(tconn, host)
 	c.isTLS, c.mode = true, ImplicitTLS
 	if err := c.readGreeting(ctx); err != nil {
-		return nil, err
-	}
-	if err := c.hello(ctx); err != nil {
-		c.Close()
 		return nil, err
 	}
 	return c, nil
