@@ -923,6 +923,10 @@ func TestCredentialsNeverLeak(t *testing.T) {
 		{name: "250 repeating the credentials", opts: reply("250 2.0.0 %s\r\n")},
 		{name: "reply without a code repeating the credentials", opts: reply("%s\r\n")},
 		{name: "extra reply repeating the credentials", opts: reply("535 5.7.8 no\r\n535 5.7.8 %s\r\n")},
+		{name: "535 repeating the first 24 characters of the AUTH line", opts: echo(func(s *smtptest.Session, text string) {
+			s.Reply("535 5.7.8 Authentication failed for " + text[:min(24, len(text))] + "...")
+		})},
+		{name: "535 repeating the first 9 characters of the password", opts: reply("535 5.7.8 Authentication failed: password " + pass[:9] + "... is wrong\r\n")},
 		{name: "challenge repeating the credentials", opts: echo(func(s *smtptest.Session, text string) {
 			s.Reply("334 " + b64(text))
 		})},
@@ -939,10 +943,14 @@ func TestCredentialsNeverLeak(t *testing.T) {
 		}, plain: true},
 	}
 
+	// leaks finds any run of secretRun characters of a secret form: a
+	// part of a credential is as bad as the whole.
 	leaks := func(s string) string {
 		for _, x := range secrets {
-			if strings.Contains(s, x) {
-				return x
+			for i := 0; i+secretRun <= len(x); i++ {
+				if strings.Contains(s, x[i:i+secretRun]) {
+					return x[i : i+secretRun]
+				}
 			}
 		}
 		return ""

@@ -53,10 +53,11 @@ type Client struct {
 	err      error // sticky failure: once set, no command is sent
 	dataOpen bool  // a Data writer is open
 
-	// secrets holds the credentials sent on this session, so that server
-	// text repeating any part of them is kept out of errors. A pointer:
-	// fmt prints its address, never its contents.
-	secrets *redactor
+	// secrets returns the credentials sent on this session, so that
+	// server text repeating any part of them is kept out of errors. Why a
+	// func: fmt prints a func as an address, never what it holds, so even
+	// a Client printed field by field shows no credentials.
+	secrets func() *redactor
 }
 
 // timeouts bounds each network step; see the Dialer fields of the same names.
@@ -137,7 +138,7 @@ func (d *Dialer) newClient(conn net.Conn, host string) *Client {
 		localName:  d.localName(),
 		tlsConfig:  d.TLSConfig,
 		timeouts:   d.timeouts(),
-		secrets:    &redactor{},
+		secrets:    newSecrets(),
 	}
 }
 
@@ -356,7 +357,7 @@ func (c *Client) authenticate(ctx context.Context, a Auth) error {
 		return fmt.Errorf("%w: %q not in server's list %q", ErrAuthUnsupported, mech, c.auth)
 	}
 	if h, ok := a.(secretHolder); ok {
-		c.secrets.add(h.secrets()...)
+		c.secrets().add(h.secrets()...)
 	}
 	line := "AUTH " + mech
 	if resp != nil {
@@ -420,16 +421,16 @@ type secretHolder interface{ secrets() []string }
 // quoting it back (some quote the command they reject), even in part,
 // cannot put credentials into an error, and from there into a log.
 func (c *Client) noteSent(a Auth, mech string, challenge, resp []byte, encoded string) {
-	c.secrets.add(encoded)
+	c.secrets().add(encoded)
 	if _, ok := a.(secretHolder); !ok {
-		c.secrets.add(foreignSecrets(mech, challenge, resp)...)
+		c.secrets().add(foreignSecrets(mech, challenge, resp)...)
 	}
 }
 
 // clean makes server text safe for an error: runs that repeat credentials
 // are withheld, then control characters and length are dealt with.
 func (c *Client) clean(text string) string {
-	text, _ = c.secrets.redact(text)
+	text, _ = c.secrets().redact(text)
 	return sanitize(text)
 }
 
@@ -438,7 +439,7 @@ func (c *Client) clean(text string) string {
 func (c *Client) scrub(err error) error {
 	var me *wire.MalformedError
 	if errors.As(err, &me) {
-		if text, changed := c.secrets.redact(string(me.Line)); changed {
+		if text, changed := c.secrets().redact(string(me.Line)); changed {
 			return &wire.MalformedError{Line: []byte(text), Reason: me.Reason}
 		}
 	}
@@ -727,7 +728,7 @@ func (c *Client) unsolicited(before string) error {
 		return nil
 	}
 	peek, _ := c.Text.R.Peek(min(n, 80))
-	text, _ := c.secrets.redact(string(peek))
+	text, _ := c.secrets().redact(string(peek))
 	if bytes.HasPrefix(peek, []byte("421")) {
 		return c.fail(fmt.Errorf("%w: reply %q arrived before %s was sent", ErrServerClosing, wire.Quote([]byte(text)), before))
 	}
@@ -774,7 +775,7 @@ func (c *Client) check(verb string, rep wire.Reply, want []int) error {
 	// longer agree on the state of the session; stop at once rather than
 	// guess (a DATA answered with 250 would otherwise have its message
 	// read as commands).
-	text, _ := c.secrets.redact(strings.Join(rep.Lines, " "))
+	text, _ := c.secrets().redact(strings.Join(rep.Lines, " "))
 	return c.fail(fmt.Errorf("%w: unexpected reply %d to %s: %q", ErrProtocol, rep.Code, verb, wire.Quote([]byte(text))))
 }
 

@@ -775,3 +775,181 @@ func TestNetSMTPSurface(t *testing.T) {
 		t.Error("Client.Text is not a *textproto.Conn")
 	}
 }
+
+// TestDialAndNewClientSendNothing checks that, as in net/smtp, Dial and
+// NewClient read the greeting and send nothing, so that Hello can still
+// choose the EHLO name.
+func TestDialAndNewClientSendNothing(t *testing.T) {
+	srv := smtptest.NewServer(t, nil)
+	c, err := Dial(srv.ImplicitAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	c = netsmtpClient(t, srv)
+	c.Close()
+	d, err := testDialer(srv, ImplicitTLS).Dial(srv.ImplicitAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Close()
+	wantTranscript(t, srv)
+	if n := srv.Connections(); n != 3 {
+		t.Errorf("server saw %d connections; want 3", n)
+	}
+}
+
+// TestHelloFirst checks Hello as the first call of every kind of Client,
+// and after a Dialer in STARTTLS mode, where it names the EHLO sent over
+// TLS.
+func TestHelloFirst(t *testing.T) {
+	t.Run("NewClient", func(t *testing.T) {
+		srv := smtptest.NewServer(t, nil)
+		c := netsmtpClient(t, srv)
+		if err := c.Hello("client.example"); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Hello("other.example"); err == nil || !strings.Contains(err.Error(), "Hello called after other methods") {
+			t.Errorf("second Hello = %v", err)
+		}
+		if err := c.Quit(); err != nil {
+			t.Error(err)
+		}
+		wantTranscript(t, srv, "tls: EHLO client.example", "tls: QUIT")
+	})
+	t.Run("Dialer STARTTLS", func(t *testing.T) {
+		srv := smtptest.NewServer(t, nil)
+		d := testDialer(srv, STARTTLS)
+		d.LocalName = "plain.example"
+		c, err := d.Dial(srv.StartTLSAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Hello("tls.example"); err != nil {
+			t.Fatal(err)
+		}
+		sendOne(t, c, "a@example.com", []string{"b@example.com"}, "x")
+		c.Quit()
+		wantTranscript(t, srv, "plain: EHLO plain.example", "plain: STARTTLS", "tls: EHLO tls.example",
+			"tls: MAIL FROM:<a@example.com> BODY=8BITMIME SMTPUTF8", "tls: RCPT TO:<b@example.com>", "tls: DATA", "tls: QUIT")
+	})
+	t.Run("Extension sends EHLO", func(t *testing.T) {
+		srv := smtptest.NewServer(t, nil)
+		c := netsmtpClient(t, srv)
+		if ok, v := c.Extension("size"); !ok || v != "10240000" {
+			t.Errorf("Extension(size) = %v %q", ok, v)
+		}
+		c.Quit()
+		wantTranscript(t, srv, "tls: EHLO localhost", "tls: QUIT")
+	})
+	t.Run("StartTLS sends EHLO again at once", func(t *testing.T) {
+		srv := smtptest.NewServer(t, nil)
+		c := plainClient(t, srv)
+		cfg := srv.ClientTLSConfig()
+		if err := c.StartTLS(cfg); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Hello("late.example"); err == nil {
+			t.Error("Hello after StartTLS succeeded; net/smtp refuses it too")
+		}
+		c.Quit()
+		wantTranscript(t, srv, "plain: EHLO localhost", "plain: STARTTLS", "tls: EHLO localhost", "tls: QUIT")
+	})
+}
+
+// TestHELOFallbackAndQuit checks that a refused EHLO is followed by HELO
+// and that Quit after a refused EHLO and HELO still says goodbye, as
+// net/smtp does.
+func TestHELOFallbackAndQuit(t *testing.T) {
+	t.Run("HELO accepted", func(t *testing.T) {
+		srv := smtptest.NewServer(t, replyTo("EHLO", "502 5.5.2 EHLO not implemented"))
+		c := netsmtpClient(t, srv)
+		if err := c.Hello("client.example"); err != nil {
+			t.Fatal(err)
+		}
+		if ok, _ := c.Extension("PIPELINING"); ok {
+			t.Error("a HELO session has extensions")
+		}
+		c.Quit()
+		wantTranscript(t, srv, "tls: EHLO client.example", "tls: HELO client.example", "tls: QUIT")
+	})
+	t.Run("both refused", func(t *testing.T) {
+		srv := smtptest.NewServer(t, &smtptest.Options{Handler: func(s *smtptest.Session, line string) bool {
+			if strings.HasPrefix(line, "EHLO") || strings.HasPrefix(line, "HELO") {
+				s.Reply("454 4.7.0 go away")
+				return true
+			}
+			return false
+		}})
+		c := netsmtpClient(t, srv)
+		err := c.Hello("client.example")
+		if tp, ok := err.(*textproto.Error); !ok || tp.Code != 454 {
+			t.Fatalf("Hello = %#v; want *textproto.Error 454", err)
+		}
+		if err := c.Quit(); err != nil {
+			t.Errorf("Quit = %v", err)
+		}
+		wantTranscript(t, srv, "tls: EHLO client.example", "tls: HELO client.example", "tls: QUIT")
+	})
+}
+
+// TestUnsolicitedReplySaysWhatToDo checks that the error for a reply to no
+// command tells a test author what to use instead of a scripted fake.
+func TestUnsolicitedReplySaysWhatToDo(t *testing.T) {
+	srv := smtptest.NewServer(t, &smtptest.Options{Handler: func(s *smtptest.Session, line string) bool {
+		if strings.HasPrefix(line, "MAIL") {
+			s.Reply("250 ok", "250 and one more")
+			return true
+		}
+		return false
+	}})
+	c := netsmtpClient(t, srv)
+	if err := c.Mail("a@example.com"); err != nil {
+		t.Fatal(err)
+	}
+	err := c.Rcpt("b@example.com")
+	if !errors.Is(err, ErrProtocol) || !strings.Contains(err.Error(), "a reply to no command") || !strings.Contains(err.Error(), "real SMTP server on loopback") {
+		t.Fatalf("Rcpt = %v", err)
+	}
+}
+
+// wrappedTLS is a TLS connection hidden behind another type, as a
+// connection pool or a tracing wrapper would hand it over.
+type wrappedTLS struct {
+	net.Conn
+	tc *tls.Conn
+}
+
+func (w wrappedTLS) ConnectionState() tls.ConnectionState { return w.tc.ConnectionState() }
+
+// TestNewClientRecognisesWrappedTLS checks that NewClient counts any
+// connection that reports a completed TLS handshake as TLS, and nothing
+// else.
+func TestNewClientRecognisesWrappedTLS(t *testing.T) {
+	srv := smtptest.NewServer(t, nil)
+	cfg := srv.ClientTLSConfig()
+	cfg.ServerName = "127.0.0.1"
+	for _, withState := range []bool{true, false} {
+		tc, err := tls.Dial("tcp", srv.ImplicitAddr, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var conn net.Conn = struct{ net.Conn }{tc}
+		if withState {
+			conn = wrappedTLS{tc, tc}
+		}
+		c, err := NewClient(conn, "127.0.0.1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, isTLS := c.TLSConnectionState()
+		err = c.Mail("a@example.com")
+		if withState && (err != nil || !isTLS) {
+			t.Errorf("wrapped TLS: Mail = %v, TLS %v; want accepted", err, isTLS)
+		}
+		if !withState && (!errors.Is(err, ErrPlaintextMail) || isTLS) {
+			t.Errorf("opaque connection: Mail = %v, TLS %v; want ErrPlaintextMail", err, isTLS)
+		}
+		c.Close()
+	}
+}

@@ -17,11 +17,17 @@ const secretRun = 6
 const redactedText = "[withheld]"
 
 // A redactor finds credentials, whole or in part, in server text. The zero
-// value withholds nothing. It is only reachable through a pointer field of
-// Client, which fmt prints as an address, never as contents.
+// value withholds nothing.
 type redactor struct {
 	runs  map[string]struct{} // every secretRun-byte run of every secret form
 	short []string            // secret forms shorter than secretRun, matched whole
+}
+
+// newSecrets returns a func giving access to a new redactor; see
+// Client.secrets.
+func newSecrets() func() *redactor {
+	r := &redactor{}
+	return func() *redactor { return r }
 }
 
 // add records secret forms (a password, an encoded AUTH line, ...).
