@@ -15,11 +15,35 @@
 //     failed handshake is an error.
 //   - Every step has a timeout and every reply a size limit; a Context
 //     variant exists for dialing and sending.
-//   - Server replies are *Error values with Code, EnhancedCode and
-//     Message; policy refusals are sentinel errors for errors.Is.
 //   - Addresses and hello names with CR, LF, NUL, spaces or angle brackets
 //     are rejected before anything is sent, and message data is normalised
 //     to CRLF and dot-stuffed so it can never end early.
+//
+// # Behaving like net/smtp at run time
+//
+// Dial and NewClient read the server's greeting and nothing more: EHLO is
+// sent by the first method that needs it, with "localhost" or the name
+// given to Client.Hello, and a refused EHLO is followed by HELO.
+//
+// Where net/smtp's own names are used (Dial, NewClient, SendMail and the
+// methods of the Clients that Dial and NewClient return), errors are the
+// values net/smtp returns for the same event, so code that compares them
+// with == or type assertions keeps working: a server reply is a bare
+// *textproto.Error, a connection the server closed is io.EOF itself, and
+// another I/O failure is the connection's error itself. Code that asks
+// for more, through a Dialer, DialContext or SendMailContext, gets *Error
+// with Command, EnhancedCode and Temporary, and I/O errors that name the
+// step and wrap their cause. tlsmail's own conditions (policy refusals,
+// invalid input, size limits, timeouts, injection) are the same sentinel
+// errors everywhere, and so is ErrUnknownOutcome, which says that a
+// message was sent whole but its final reply was lost: it may have been
+// delivered.
+//
+// Server text is untrusted: in every error, its control characters and
+// invalid UTF-8 are replaced, it is cut to about 1 KiB, and any run of
+// characters that repeats credentials sent on the session is withheld.
+//
+// # Use
 //
 // The simplest use is unchanged from net/smtp:
 //
@@ -29,6 +53,7 @@
 //
 // For a provider that only offers STARTTLS on port 587:
 //
+//	auth := tlsmail.LoginAuth("user@example.com", password, "smtp.office365.com")
 //	d := &tlsmail.Dialer{Mode: tlsmail.STARTTLS}
 //	err := d.SendMail("smtp.office365.com:587", auth, from, to, msg)
 package tlsmail

@@ -254,11 +254,9 @@ func (e *ioFailure) netsmtp() error {
 	case errors.Is(e.cause, os.ErrDeadlineExceeded),
 		errors.Is(e.cause, wire.ErrReplyTooLarge), errors.Is(e.cause, wire.ErrMalformedReply):
 		return nil
-	case errors.Is(e.cause, io.ErrUnexpectedEOF):
-		return io.ErrUnexpectedEOF
-	case errors.Is(e.cause, io.EOF):
-		return io.EOF
 	}
+	// io.EOF, io.ErrUnexpectedEOF or the net error, exactly as the
+	// connection returned it.
 	return e.cause
 }
 
