@@ -149,7 +149,7 @@ type traceHeaders struct {
 
 var receivedRE = regexp.MustCompile(`^Received: from (\S+) \(\S+ \[127\.0\.0\.1\]\)\n` +
 	`\tby ([^ ]+) \(Postfix\) with ([A-Z0-9]+) id ([0-9A-Za-z]+)(?:\n\tfor <([^>]+)>; |;\n\t)` +
-	`[A-Z][a-z]{2}, [0-9]{1,2} [A-Z][a-z]{2} [0-9]{4} [0-9]{2}:[0-9]{2}:[0-9]{2} [+-][0-9]{4} \([A-Za-z0-9+-]+\)\n`)
+	`[A-Z][a-z]{2}, +[0-9]{1,2} [A-Z][a-z]{2} [0-9]{4} [0-9]{2}:[0-9]{2}:[0-9]{2} [+-][0-9]{4} \([A-Za-z0-9+-]+\)\n`)
 
 // storedMessage splits a message as Postfix stored it into the headers
 // Postfix prepended, checked line by line, and the rest, which must be the
