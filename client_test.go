@@ -169,7 +169,7 @@ func TestImplicitTLSSessionTranscript(t *testing.T) {
 	if err := c.Hello("again.example"); err == nil {
 		t.Error("second Hello succeeded; want error")
 	}
-	if ok, size := c.Extension("size"); !ok || size != "10240000" {
+	if ok, size := c.Extension("size"); !ok || size != "67108864" {
 		t.Errorf(`Extension("size") = %v, %q`, ok, size)
 	}
 	if ok, _ := c.Extension("STARTTLS"); ok {
@@ -836,7 +836,7 @@ func TestHelloFirst(t *testing.T) {
 	t.Run("Extension sends EHLO", func(t *testing.T) {
 		srv := smtptest.NewServer(t, nil)
 		c := netsmtpClient(t, srv)
-		if ok, v := c.Extension("size"); !ok || v != "10240000" {
+		if ok, v := c.Extension("size"); !ok || v != "67108864" {
 			t.Errorf("Extension(size) = %v %q", ok, v)
 		}
 		c.Quit()

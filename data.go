@@ -100,12 +100,13 @@ func (w *stallWriter) Write(p []byte) (int, error) {
 
 // dataWriter is the io.WriteCloser returned by Data.
 type dataWriter struct {
-	c      *Client
-	ctx    context.Context
-	bw     *bufio.Writer
-	dot    *wire.DotWriter
-	stop   func() bool
-	closed bool
+	c        *Client
+	ctx      context.Context
+	bw       *bufio.Writer
+	dot      *wire.DotWriter
+	stop     func() bool
+	closed   bool
+	sevenBit bool // refuse 8-bit data: the server was not told BODY=8BITMIME
 }
 
 func (w *dataWriter) Write(p []byte) (int, error) {
@@ -124,6 +125,12 @@ func (w *dataWriter) write(p []byte) (int, error) {
 	if err := w.cancelled(); err != nil {
 		return 0, err
 	}
+	if w.sevenBit && !isASCIIBytes(p) {
+		// Why abandon rather than send: the server was not told the data
+		// is 8-bit and may mangle it; closing before the end-of-data
+		// marker guarantees that nothing is delivered.
+		return 0, c.fail(fmt.Errorf("%w: the message has 8-bit data, which needs 8BITMIME (RFC 6152), and %s does not offer it; the transaction was abandoned and nothing was delivered", ErrExtensionUnsupported, c.serverName))
+	}
 	n, err := w.dot.Write(p)
 	if err != nil {
 		return n, c.fail(w.ioError("writing message data", c.timeouts.data, err))
@@ -136,9 +143,28 @@ func (w *dataWriter) Close() error {
 }
 
 func (w *dataWriter) close() error {
+	_, err := w.closeReply()
+	return err
+}
+
+// abort ends the writer without sending the end-of-data marker; the
+// caller has failed the session.
+func (w *dataWriter) abort() {
+	if !w.closed {
+		w.closed = true
+		w.c.dataOpen = false
+		if w.stop != nil {
+			w.stop()
+		}
+	}
+}
+
+// closeReply sends the end-of-data marker and returns the server's
+// positive reply.
+func (w *dataWriter) closeReply() (wire.Reply, error) {
 	c := w.c
 	if w.closed {
-		return errors.New("tlsmail: Data writer already closed")
+		return wire.Reply{}, errors.New("tlsmail: Data writer already closed")
 	}
 	w.closed = true
 	c.dataOpen = false
@@ -148,16 +174,16 @@ func (w *dataWriter) close() error {
 		}
 	}()
 	if c.err != nil {
-		return c.unusable()
+		return wire.Reply{}, c.unusable()
 	}
 	if err := w.cancelled(); err != nil {
-		return err
+		return wire.Reply{}, err
 	}
 	if err := w.dot.Close(); err != nil {
-		return c.fail(w.ioError("writing message data", c.timeouts.data, err))
+		return wire.Reply{}, c.fail(w.ioError("writing message data", c.timeouts.data, err))
 	}
 	if err := w.bw.Flush(); err != nil {
-		return c.fail(w.ioError("writing message data", c.timeouts.data, err))
+		return wire.Reply{}, c.fail(w.ioError("writing message data", c.timeouts.data, err))
 	}
 	// The end-of-data marker has been sent: from here on the server may
 	// have taken responsibility for the message, and a failure means the
@@ -174,9 +200,9 @@ func (w *dataWriter) close() error {
 		// Why a distinct error: without the final reply nobody knows
 		// whether the server took the message; a caller that resends on
 		// every error would deliver it twice.
-		return c.fail(&unknownOutcome{w.ioError("reading reply to end of data", c.timeouts.data, c.scrub(err))})
+		return rep, c.fail(&unknownOutcome{w.ioError("reading reply to end of data", c.timeouts.data, c.scrub(err))})
 	}
-	return c.check("DATA", rep, []int{250})
+	return rep, c.check("DATA", rep, []int{250})
 }
 
 // cancelled reports a cancelled context as the failure of the session.

@@ -86,7 +86,7 @@ func TestDataTimeoutStillCatchesAStall(t *testing.T) {
 	}})
 	d := testDialer(srv, ImplicitTLS)
 	d.DataTimeout = 300 * time.Millisecond
-	msg := bytes.Repeat([]byte("x"), 64<<20) // far more than the socket buffers hold
+	msg := bytes.Repeat([]byte("x"), 32<<20) // far more than the socket buffers hold
 	start := time.Now()
 	err := d.SendMail(srv.ImplicitAddr, nil, "a@example.com", []string{"b@example.com"}, msg)
 	if !errors.Is(err, os.ErrDeadlineExceeded) || !strings.Contains(err.Error(), "did not take the data within 300ms") {

@@ -59,7 +59,7 @@ func (d *Dialer) SendMailContext(ctx context.Context, addr string, a Auth, from 
 		return err
 	}
 	defer c.Close()
-	if err := c.send(ctx, a, from, to, msg); err != nil {
+	if err := c.sendMail(ctx, a, from, to, msg); err != nil {
 		if c.err == nil {
 			// The server is responsive: end the session properly so it
 			// does not log a lost connection. Its result changes nothing.
@@ -73,7 +73,9 @@ func (d *Dialer) SendMailContext(ctx context.Context, addr string, a Auth, from 
 	return nil
 }
 
-func (c *Client) send(ctx context.Context, a Auth, from string, to []string, msg []byte) error {
+// sendMail is SendMail on a connected Client: AUTH, then one transaction
+// that stops at the first refused recipient, as net/smtp's does.
+func (c *Client) sendMail(ctx context.Context, a Auth, from string, to []string, msg []byte) error {
 	if err := c.session(ctx); err != nil {
 		return err
 	}
@@ -85,49 +87,8 @@ func (c *Client) send(ctx context.Context, a Auth, from string, to []string, msg
 			return err
 		}
 	}
-	if err := c.mailUTF8(ctx, from, needsUTF8(from, to, msg)); err != nil {
-		return err
-	}
-	for _, rcpt := range to {
-		if err := c.rcpt(ctx, rcpt); err != nil {
-			return err
-		}
-	}
-	w, err := c.data(ctx)
-	if err != nil {
-		return err
-	}
-	if _, err := w.write(msg); err != nil {
-		w.close()
-		return err
-	}
-	return w.close()
-}
-
-// needsUTF8 reports whether an address or the header section of msg has
-// non-ASCII bytes (RFC 6531 addresses, RFC 6532 headers).
-func needsUTF8(from string, to []string, msg []byte) bool {
-	if !wire.IsASCII(from) {
-		return true
-	}
-	for _, r := range to {
-		if !wire.IsASCII(r) {
-			return true
-		}
-	}
-	header := msg
-	if i := bytes.Index(msg, []byte("\n\n")); i >= 0 {
-		header = msg[:i]
-	}
-	if i := bytes.Index(header, []byte("\n\r\n")); i >= 0 {
-		header = header[:i]
-	}
-	for _, b := range header {
-		if b >= 0x80 {
-			return true
-		}
-	}
-	return false
+	_, err := c.send(ctx, &Message{From: from, To: to, Body: bytes.NewReader(msg)}, true)
+	return err
 }
 
 // checkEnvelope validates every address before anything is sent.

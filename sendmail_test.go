@@ -24,7 +24,7 @@ func TestSendMailImplicitTLS(t *testing.T) {
 	wantTranscript(t, srv,
 		"tls: EHLO localhost",
 		"tls: AUTH PLAIN AHVzZXIAcGFzcw==",
-		"tls: MAIL FROM:<a@example.com> BODY=8BITMIME",
+		"tls: MAIL FROM:<a@example.com> SIZE=60", // 7-bit: no BODY=8BITMIME; 54 bytes, 6 of them bare LF
 		"tls: RCPT TO:<b@example.com>",
 		"tls: RCPT TO:<c@example.com>",
 		"tls: DATA",
@@ -117,7 +117,7 @@ func TestSendMailStopsAtRejectedRecipient(t *testing.T) {
 	}
 	wantTranscript(t, srv,
 		"tls: EHLO localhost",
-		"tls: MAIL FROM:<a@example.com> BODY=8BITMIME",
+		"tls: MAIL FROM:<a@example.com> SIZE=3", // "x" and the CRLF added to it
 		"tls: RCPT TO:<b@example.com>",
 		"tls: RCPT TO:<bad@example.com>",
 		"tls: QUIT",
@@ -159,16 +159,21 @@ func TestSendMailDialError(t *testing.T) {
 	}
 }
 
-func TestSendMailAsksForSMTPUTF8OnlyWhenNeeded(t *testing.T) {
+// TestSendMailAsksForExtensionsOnlyWhenNeeded checks the MAIL parameters
+// SendMail chooses: SIZE always (the size is known), BODY=8BITMIME only
+// for 8-bit content (RFC 6152), SMTPUTF8 only for a non-ASCII address or
+// header (RFC 6531).
+func TestSendMailAsksForExtensionsOnlyWhenNeeded(t *testing.T) {
 	tests := []struct {
 		from, to, msg string
 		want          string
 	}{
-		{"a@example.com", "b@example.com", "Subject: plain\r\n\r\nbody with ü\r\n", "BODY=8BITMIME"},
-		{"a@example.com", "b@example.com", "Subject: ü\r\n\r\nbody\r\n", "BODY=8BITMIME SMTPUTF8"},
-		{"a@example.com", "b@example.com", "Subject: x\nTo: Jörg <b@example.com>\n\nbody\n", "BODY=8BITMIME SMTPUTF8"},
-		{"jörg@example.com", "b@example.com", "Subject: x\r\n\r\n", "BODY=8BITMIME SMTPUTF8"},
-		{"a@example.com", "用户@example.com", "Subject: x\r\n\r\n", "BODY=8BITMIME SMTPUTF8"},
+		{"a@example.com", "b@example.com", "Subject: plain\r\n\r\nbody\r\n", "SIZE=24"},
+		{"a@example.com", "b@example.com", "Subject: plain\r\n\r\nbody with ü\r\n", "SIZE=32 BODY=8BITMIME"},
+		{"a@example.com", "b@example.com", "Subject: ü\r\n\r\nbody\r\n", "SIZE=21 BODY=8BITMIME SMTPUTF8"},
+		{"a@example.com", "b@example.com", "Subject: x\nTo: Jörg <b@example.com>\n\nbody\n", "SIZE=47 BODY=8BITMIME SMTPUTF8"},
+		{"jörg@example.com", "b@example.com", "Subject: x\r\n\r\n", "SIZE=14 SMTPUTF8"},
+		{"a@example.com", "用户@example.com", "Subject: x\r\n\r\n", "SIZE=14 SMTPUTF8"},
 	}
 	for _, tt := range tests {
 		srv := smtptest.NewServer(t, nil)

@@ -95,7 +95,7 @@ type Options struct {
 	// STARTTLS.
 	AuthOnlyBeforeTLS bool
 	// Extensions lists the EHLO keywords sent after the hostname line; nil
-	// means {"PIPELINING", "SIZE 10240000", "8BITMIME",
+	// means {"PIPELINING", "SIZE 67108864", "8BITMIME",
 	// "ENHANCEDSTATUSCODES", "SMTPUTF8"}. The server appends the STARTTLS
 	// and AUTH lines itself.
 	Extensions []string
@@ -237,7 +237,7 @@ func Start(opts *Options) (*Server, error) {
 		s.mechs = append([]string(nil), s.mechs...)
 	}
 	if s.exts == nil {
-		s.exts = []string{"PIPELINING", "SIZE 10240000", "8BITMIME", "ENHANCEDSTATUSCODES", "SMTPUTF8"}
+		s.exts = []string{"PIPELINING", "SIZE 67108864", "8BITMIME", "ENHANCEDSTATUSCODES", "SMTPUTF8"}
 	} else {
 		s.exts = append([]string(nil), s.exts...)
 	}

@@ -182,7 +182,7 @@ func tlsConfigFor(srv *Server, name string) *tls.Config {
 var defaultEHLOTLS = []string{
 	"250-mx.test",
 	"250-PIPELINING",
-	"250-SIZE 10240000",
+	"250-SIZE 67108864",
 	"250-8BITMIME",
 	"250-ENHANCEDSTATUSCODES",
 	"250-SMTPUTF8",
@@ -192,7 +192,7 @@ var defaultEHLOTLS = []string{
 var defaultEHLOPlain = []string{
 	"250-mx.test",
 	"250-PIPELINING",
-	"250-SIZE 10240000",
+	"250-SIZE 67108864",
 	"250-8BITMIME",
 	"250-ENHANCEDSTATUSCODES",
 	"250-SMTPUTF8",
@@ -656,7 +656,7 @@ func TestCommandErrors(t *testing.T) {
 var plainEHLONoSTARTTLS = []string{
 	"250-mx.test",
 	"250-PIPELINING",
-	"250-SIZE 10240000",
+	"250-SIZE 67108864",
 	"250-8BITMIME",
 	"250-ENHANCEDSTATUSCODES",
 	"250 SMTPUTF8",
