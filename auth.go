@@ -3,9 +3,7 @@ package tlsmail
 import (
 	"crypto/hmac"
 	"crypto/md5"
-	"crypto/pbkdf2"
-	"crypto/rand"
-	"crypto/sha256"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
@@ -169,130 +167,9 @@ func (a *cramMD5Auth) String() string {
 }
 func (a *cramMD5Auth) GoString() string { return a.String() }
 
-// ScramSHA256Auth returns an Auth that implements SCRAM-SHA-256 (RFC 7677,
-// RFC 5802) without channel binding. The password never crosses the
-// connection, and the server must prove it knows the password too: if its
-// final signature does not verify, authentication fails. The password is
-// used as given (no SASLprep), which is exact for ASCII passwords.
-func ScramSHA256Auth(username, password string) Auth {
-	return &scramAuth{username: username, password: password}
-}
-
-type scramAuth struct {
-	username, password string
-	step               int
-	clientFirstBare    string
-	serverSignature    []byte
-	verified           bool
-	clientNonce        string // fixed nonce for tests; empty means random
-}
-
-func (a *scramAuth) Start(server *ServerInfo) (string, []byte, error) {
-	nonce := a.clientNonce
-	if nonce == "" {
-		b := make([]byte, 24)
-		rand.Read(b)
-		nonce = base64.RawStdEncoding.EncodeToString(b)
-	}
-	// RFC 5802 section 5.1: "=" and "," in the name are escaped.
-	name := strings.NewReplacer("=", "=3D", ",", "=2C").Replace(a.username)
-	a.clientFirstBare = "n=" + name + ",r=" + nonce
-	a.step, a.verified, a.serverSignature = 0, false, nil
-	return "SCRAM-SHA-256", []byte("n,," + a.clientFirstBare), nil
-}
-
-func (a *scramAuth) Next(fromServer []byte, more bool) ([]byte, error) {
-	a.step++
-	switch {
-	case a.step == 1 && more:
-		return a.clientFinal(string(fromServer))
-	case a.step == 2 && more:
-		if err := a.verify(string(fromServer)); err != nil {
-			return nil, err
-		}
-		return []byte{}, nil
-	case !more:
-		if a.verified {
-			return nil, nil
-		}
-		// Why: SCRAM's point is mutual authentication; a server that
-		// accepts without proving the password is not the real one.
-		return nil, errors.New("SCRAM-SHA-256: server did not send its signature")
-	}
-	return nil, errors.New("SCRAM-SHA-256: unexpected server challenge")
-}
-
-func (a *scramAuth) clientFinal(serverFirst string) ([]byte, error) {
-	var nonce, salt64, iterStr string
-	for _, f := range strings.Split(serverFirst, ",") {
-		k, v, _ := strings.Cut(f, "=")
-		switch k {
-		case "r":
-			nonce = v
-		case "s":
-			salt64 = v
-		case "i":
-			iterStr = v
-		case "m":
-			return nil, errors.New("SCRAM-SHA-256: server requires an unsupported extension")
-		}
-	}
-	clientNonce := strings.TrimPrefix(a.clientFirstBare[strings.Index(a.clientFirstBare, ",r="):], ",r=")
-	if !strings.HasPrefix(nonce, clientNonce) || len(nonce) == len(clientNonce) {
-		return nil, errors.New("SCRAM-SHA-256: server nonce does not extend ours")
-	}
-	salt, err := base64.StdEncoding.DecodeString(salt64)
-	if err != nil || len(salt) == 0 {
-		return nil, errors.New("SCRAM-SHA-256: bad salt from server")
-	}
-	iter, err := strconv.Atoi(iterStr)
-	// Why a floor and a ceiling: RFC 7677 section 4 asks for at least
-	// 4096; a huge count from a hostile server would burn our CPU.
-	if err != nil || iter < 4096 || iter > 10_000_000 {
-		return nil, fmt.Errorf("SCRAM-SHA-256: unacceptable iteration count %q", iterStr)
-	}
-	salted, err := pbkdf2.Key(sha256.New, a.password, salt, iter, sha256.Size)
-	if err != nil {
-		return nil, fmt.Errorf("SCRAM-SHA-256: %w", err)
-	}
-	clientKey := hmacSHA256(salted, "Client Key")
-	storedKey := sha256.Sum256(clientKey)
-	withoutProof := "c=" + base64.StdEncoding.EncodeToString([]byte("n,,")) + ",r=" + nonce
-	authMessage := a.clientFirstBare + "," + serverFirst + "," + withoutProof
-	sig := hmacSHA256(storedKey[:], authMessage)
-	proof := make([]byte, len(clientKey))
-	for i := range clientKey {
-		proof[i] = clientKey[i] ^ sig[i]
-	}
-	a.serverSignature = hmacSHA256(hmacSHA256(salted, "Server Key"), authMessage)
-	return []byte(withoutProof + ",p=" + base64.StdEncoding.EncodeToString(proof)), nil
-}
-
-func (a *scramAuth) verify(serverFinal string) error {
-	if e, ok := strings.CutPrefix(serverFinal, "e="); ok {
-		return fmt.Errorf("SCRAM-SHA-256: server error %q", e)
-	}
-	v, ok := strings.CutPrefix(serverFinal, "v=")
-	if !ok {
-		return errors.New("SCRAM-SHA-256: malformed server final message")
-	}
-	got, err := base64.StdEncoding.DecodeString(v)
-	if err != nil || !hmac.Equal(got, a.serverSignature) {
-		return errors.New("SCRAM-SHA-256: server signature does not verify")
-	}
-	a.verified = true
-	return nil
-}
-
-func hmacSHA256(key []byte, msg string) []byte {
-	m := hmac.New(sha256.New, key)
-	m.Write([]byte(msg))
-	return m.Sum(nil)
-}
-
-func (a *scramAuth) secrets() []string { return secretForms(a.password) }
-
-func (a *scramAuth) String() string {
-	return "tlsmail.ScramSHA256Auth(" + strconv.Quote(a.username) + ")"
-}
-func (a *scramAuth) GoString() string { return a.String() }
+// session methods give Client.Auth a fresh copy per exchange (see
+// sessionAuth): LOGIN counts its prompts, and a shared value would mix
+// up two connections' counts.
+func (a *plainAuth) session(*tls.ConnectionState) Auth   { c := *a; return &c }
+func (a *loginAuth) session(*tls.ConnectionState) Auth   { c := *a; c.step = 0; return &c }
+func (a *cramMD5Auth) session(*tls.ConnectionState) Auth { c := *a; return &c }

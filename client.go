@@ -50,8 +50,9 @@ type Client struct {
 	ext      map[string]string // EHLO capabilities, upper-case keyword -> parameters
 	auth     []string          // advertised SASL mechanisms
 
-	err      error // sticky failure: once set, no command is sent
-	dataOpen bool  // a Data writer is open
+	authMech string // the mechanism of the last AUTH
+	err      error  // sticky failure: once set, no command is sent
+	dataOpen bool   // a Data writer is open
 
 	// secrets returns the credentials sent on this session, so that
 	// server text repeating any part of them is kept out of errors. Why a
@@ -349,6 +350,16 @@ func (c *Client) authenticate(ctx context.Context, a Auth) error {
 		return wrap(ErrPlaintextAuth, "AUTH")
 	}
 	info := &ServerInfo{Name: c.serverName, TLS: c.isTLS, Auth: append([]string(nil), c.auth...)}
+	if s, ok := a.(sessionAuth); ok {
+		// Why a fresh copy: one Auth value may serve many connections at
+		// once, and the exchange's state (nonces, the channel binding)
+		// belongs to this connection alone.
+		var st *tls.ConnectionState
+		if cs, ok := c.TLSConnectionState(); ok {
+			st = &cs
+		}
+		a = s.session(st)
+	}
 	mech, resp, err := a.Start(info)
 	if err != nil {
 		return wrap(err, "AUTH")
@@ -356,16 +367,25 @@ func (c *Client) authenticate(ctx context.Context, a Auth) error {
 	if !c.advertised(mech) {
 		return fmt.Errorf("%w: %q not in server's list %q", ErrAuthUnsupported, mech, c.auth)
 	}
+	c.authMech = mech
 	if h, ok := a.(secretHolder); ok {
 		c.secrets().add(h.secrets()...)
 	}
 	line := "AUTH " + mech
+	var pending []byte // an initial response too long for the AUTH line
 	if resp != nil {
-		// RFC 4954 section 4: an empty initial response is sent as "=".
-		if len(resp) == 0 {
+		enc := base64.StdEncoding.EncodeToString(resp)
+		switch {
+		case len(resp) == 0:
+			// RFC 4954 section 4: an empty initial response is sent as "=".
 			line += " ="
-		} else {
-			enc := base64.StdEncoding.EncodeToString(resp)
+		case len(line)+1+len(enc) > maxCommandLine:
+			// RFC 4954 section 4: an initial response that would make the
+			// command longer than SMTP allows (RFC 5321 section
+			// 4.5.3.1.4) is sent as the answer to an empty challenge
+			// instead. OAuth tokens are often this long.
+			pending = resp
+		default:
 			c.noteSent(a, mech, nil, resp, enc)
 			line += " " + enc
 		}
@@ -375,6 +395,14 @@ func (c *Client) authenticate(ctx context.Context, a Auth) error {
 		if err != nil {
 			// On a final negative reply nothing more is sent: "*" only
 			// answers a 334 (RFC 4954 section 4).
+			var e *Error
+			if o, ok := a.(oauthFailer); ok && o.oauthError() != nil && errors.As(err, &e) {
+				oe := *o.oauthError()
+				oe.Status, _ = c.secrets().redact(oe.Status)
+				oe.Scope, _ = c.secrets().redact(oe.Scope)
+				oe.Reply = e
+				return &oe
+			}
 			return err
 		}
 		if rep.Code == 334 && challenges == maxAuthChallenges {
@@ -393,8 +421,21 @@ func (c *Client) authenticate(ctx context.Context, a Auth) error {
 				return fmt.Errorf("tlsmail: AUTH %s: server sent a challenge that is not base64", mech)
 			}
 		}
+		if pending != nil && rep.Code == 334 {
+			if len(msg) != 0 {
+				c.cancelAuth(ctx)
+				return fmt.Errorf("tlsmail: AUTH %s: server sent a non-empty challenge where the initial response was due", mech)
+			}
+			resp, pending = pending, nil
+			line = base64.StdEncoding.EncodeToString(resp)
+			c.noteSent(a, mech, nil, resp, line)
+			continue
+		}
 		resp, err = a.Next(msg, rep.Code == 334)
 		if rep.Code == 235 {
+			if err == nil && pending != nil {
+				err = errors.New("server accepted before the credentials were sent")
+			}
 			if err != nil {
 				// The server accepted us but the mechanism could not
 				// verify the server (e.g. a SCRAM server signature): the
@@ -410,6 +451,30 @@ func (c *Client) authenticate(ctx context.Context, a Auth) error {
 		line = base64.StdEncoding.EncodeToString(resp)
 		c.noteSent(a, mech, msg, resp, line)
 	}
+}
+
+// maxCommandLine is the longest command line, CRLF excluded (RFC 5321
+// section 4.5.3.1.4: 512 octets with it).
+const maxCommandLine = 510
+
+// A sessionAuth is a mechanism of this package: Client.Auth runs each
+// exchange on a fresh copy made for the connection, given its TLS state
+// (nil when not TLS) for channel binding.
+type sessionAuth interface {
+	Auth
+	session(state *tls.ConnectionState) Auth
+}
+
+// oauthFailer is an OAuth mechanism that may have received the server's
+// JSON status.
+type oauthFailer interface{ oauthError() *OAuthError }
+
+// AuthMechanism returns the SASL mechanism of the last authentication
+// attempted on this connection (e.g. "SCRAM-SHA-256-PLUS" or "XOAUTH2"),
+// or "" if there was none. It shows what an Auth that chooses by itself,
+// such as PasswordAuth or OAuth2Auth, picked.
+func (c *Client) AuthMechanism() string {
+	return c.authMech
 }
 
 // secretHolder is implemented by this package's mechanisms, which know
