@@ -7,6 +7,9 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strconv"
+	"strings"
+	"syscall"
 	"time"
 
 	"github.com/tlsmail/tlsmail/internal/wire"
@@ -29,10 +32,13 @@ const (
 	STARTTLS
 
 	// ImplicitTLSOrSTARTTLS tries ImplicitTLS and, only if that attempt
-	// failed before any trust decision (the connection could not be made,
-	// or the server answered in plaintext SMTP where a TLS handshake was
-	// expected), tries STARTTLS on Dialer.FallbackAddr. It never falls back
-	// after a certificate or handshake error or a cancelled context.
+	// failed before any trust decision, tries STARTTLS on
+	// Dialer.FallbackAddr. The failures that allow it are a connection
+	// refused, a host or network unreachable, a connect timeout, a host
+	// name not found, and a server whose first bytes are a plaintext SMTP
+	// reply where a TLS handshake was expected. It never falls back after
+	// any other error (in particular a certificate or handshake error,
+	// whatever NetDialContext returned it) or a cancelled context.
 	ImplicitTLSOrSTARTTLS
 )
 
@@ -49,15 +55,36 @@ func (m Mode) String() string {
 	return fmt.Sprintf("Mode(%d)", int(m))
 }
 
-// Default timeouts, used where a Dialer field is zero. Each is at or below
-// the minimum RFC 5321 section 4.5.3.2 asks a client to wait for that step,
-// so a silent server never blocks the caller for longer than the RFC
-// allows, and a healthy one is never cut off.
+// Default timeouts, used where a Dialer field is zero. RFC 5321 section
+// 4.5.3.2 says how long a client should wait at each step; the defaults
+// give every step at least that long, except the greeting, which is
+// deliberately shorter (see DefaultGreetingTimeout).
 const (
-	DefaultTimeout         = 30 * time.Second // TCP connect
-	DefaultGreetingTimeout = 10 * time.Second // 220 greeting and each TLS handshake
-	DefaultCommandTimeout  = 2 * time.Minute  // each command's reply
-	DefaultDataTimeout     = 10 * time.Minute // each write of message data and the reply after it
+	// DefaultTimeout bounds the TCP connect, for which RFC 5321 sets no
+	// value.
+	DefaultTimeout = 30 * time.Second
+
+	// DefaultGreetingTimeout bounds the wait for the 220 greeting and
+	// each TLS handshake. It is deliberately below the 5 minutes RFC 5321
+	// section 4.5.3.2.1 asks for: submission servers greet at once, and
+	// this wait is how STARTTLS pointed at an implicit-TLS port, where the
+	// server waits silently for a TLS ClientHello, is detected. Set
+	// Dialer.GreetingTimeout to 5*time.Minute for the RFC's value.
+	DefaultGreetingTimeout = 30 * time.Second
+
+	// DefaultCommandTimeout bounds the wait for each command's reply: the
+	// 5 minutes RFC 5321 asks for MAIL (section 4.5.3.2.2) and RCPT
+	// (section 4.5.3.2.3), which also covers the 2 minutes for the reply
+	// to DATA (section 4.5.3.2.4).
+	DefaultCommandTimeout = 5 * time.Minute
+
+	// DefaultDataTimeout bounds each stall while writing message data,
+	// for which RFC 5321 section 4.5.3.2.5 asks 3 minutes per TCP send,
+	// and the wait for the reply to the end of data, for which section
+	// 4.5.3.2.6 asks 10 minutes: the server may be filtering or
+	// delivering the message, and giving up early leads to the message
+	// being sent twice.
+	DefaultDataTimeout = 10 * time.Minute
 )
 
 // A Dialer connects to an SMTP server securely. The zero value is ready to
@@ -68,9 +95,11 @@ type Dialer struct {
 	Mode Mode
 
 	// TLSConfig is the TLS client configuration. It is cloned, never
-	// modified; ServerName is set to the host being dialed and MinVersion
-	// raised to TLS 1.2 when they are unset. nil means the defaults,
-	// which verify the server's certificate against the system roots.
+	// modified. In the clone, ServerName is set to the host being dialed
+	// if it is empty, and MinVersion is raised to TLS 1.2 if it is lower,
+	// including when the caller set it lower: TLS 1.0 and 1.1 cannot be
+	// enabled (RFC 8996). nil means the defaults, which verify the
+	// server's certificate against the system roots.
 	TLSConfig *tls.Config
 
 	// FallbackAddr is the STARTTLS address used by ImplicitTLSOrSTARTTLS
@@ -78,21 +107,29 @@ type Dialer struct {
 	// 587.
 	FallbackAddr string
 
-	// Timeout bounds the TCP connect. Zero means DefaultTimeout.
+	// Timeout bounds the TCP connect. Zero means DefaultTimeout (30
+	// seconds; RFC 5321 sets no value).
 	Timeout time.Duration
 
 	// GreetingTimeout bounds the wait for the server's 220 greeting and
-	// each TLS handshake. Zero means DefaultGreetingTimeout. It is short
-	// so that STARTTLS pointed at an implicit-TLS port, where the server
-	// waits silently for a TLS ClientHello, fails quickly.
+	// each TLS handshake. Zero means DefaultGreetingTimeout (30 seconds).
+	// It is shorter than the 5 minutes of RFC 5321 section 4.5.3.2.1 so
+	// that STARTTLS pointed at an implicit-TLS port, where the server
+	// waits silently for a TLS ClientHello, fails in reasonable time; set
+	// it to 5*time.Minute for the RFC's value.
 	GreetingTimeout time.Duration
 
 	// CommandTimeout bounds the wait for each command's reply. Zero means
-	// DefaultCommandTimeout.
+	// DefaultCommandTimeout (5 minutes, RFC 5321 sections 4.5.3.2.2 to
+	// 4.5.3.2.4).
 	CommandTimeout time.Duration
 
-	// DataTimeout bounds each write of message data and the wait for the
-	// reply that accepts the message. Zero means DefaultDataTimeout.
+	// DataTimeout bounds each stall while writing message data: the
+	// deadline is renewed for every piece written, so a large message on
+	// a slow link is not cut off as long as the server keeps taking data
+	// (RFC 5321 section 4.5.3.2.5, "each TCP SEND"). It also bounds the
+	// wait for the reply to the end of data (section 4.5.3.2.6). Zero
+	// means DefaultDataTimeout (10 minutes).
 	DataTimeout time.Duration
 
 	// LocalName is the host name sent with EHLO. Empty means "localhost",
@@ -124,9 +161,9 @@ var (
 	ErrPlaintextServer = errors.New("tlsmail: server answered in plaintext SMTP where implicit TLS was expected")
 
 	// ErrNoGreeting is returned when no greeting arrives within the
-	// GreetingTimeout. In STARTTLS mode the address is most likely an
-	// implicit-TLS port (465), where the server waits for the client to
-	// start TLS.
+	// GreetingTimeout. In STARTTLS mode the address may be an implicit-TLS
+	// port (465), where the server waits for the client to start TLS, or
+	// the server may be overloaded.
 	ErrNoGreeting = errors.New("tlsmail: no SMTP greeting from server")
 )
 
@@ -205,23 +242,61 @@ func splitAddr(addr string) (string, error) {
 	return host, nil
 }
 
-// dialError marks a failure to make the TCP connection; only these, and
-// ErrPlaintextServer, allow a fallback.
-type dialError struct{ err error }
+// connectError is a failure to make the connection. unreachable records,
+// from the error itself, whether the server could not be reached at all.
+type connectError struct {
+	err         error
+	unreachable bool
+}
 
-func (e *dialError) Error() string { return e.err.Error() }
-func (e *dialError) Unwrap() error { return e.err }
+func (e *connectError) Error() string { return e.err.Error() }
+func (e *connectError) Unwrap() error { return e.err }
 
 // mayFallBack reports whether an implicit-TLS failure happened before any
-// trust decision. Why so narrow: falling back after a certificate error
+// trust decision: the server could not be reached, or its first bytes were
+// plaintext SMTP. Why so narrow: falling back after a certificate error
 // would let whoever presented a bad certificate choose our path, and would
-// hide the error from the caller.
+// hide the error from the caller. Why after the caller's cancellation
+// never: the caller asked us to stop.
 func mayFallBack(ctx context.Context, err error) bool {
 	if ctx.Err() != nil {
 		return false
 	}
-	var de *dialError
-	return errors.As(err, &de) || errors.Is(err, ErrPlaintextServer)
+	var ce *connectError
+	return (errors.As(err, &ce) && ce.unreachable) || errors.Is(err, ErrPlaintextServer)
+}
+
+// unreachable reports whether err, returned while making the connection,
+// says that nothing could be reached at the address: connection refused,
+// host or network unreachable, a timeout, or a host name that does not
+// exist. It judges the error, not where it came from, because
+// NetDialContext may return anything, a proxy's certificate error
+// included, and that must not allow a fallback.
+func unreachable(err error) bool {
+	for _, errno := range unreachableErrnos {
+		if errors.Is(err, errno) {
+			return true
+		}
+	}
+	var dnsErr *net.DNSError
+	if errors.As(err, &dnsErr) {
+		// Only a name that does not exist: a failing resolver (SERVFAIL,
+		// timeout) would fail the fallback's lookup of the same host too.
+		return dnsErr.IsNotFound
+	}
+	// A timeout: net.Dialer's own, os.ErrDeadlineExceeded and
+	// context.DeadlineExceeded are all net.Errors whose Timeout is true.
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// unreachableErrnos are the connect errors that mean the address could
+// not be reached. Windows reports them with Winsock's numbers, which
+// syscall.Errno.Is does not match to the POSIX names; no Unix uses those
+// numbers, so all are checked everywhere.
+var unreachableErrnos = []syscall.Errno{
+	syscall.ECONNREFUSED, syscall.EHOSTUNREACH, syscall.ENETUNREACH,
+	10061, 10065, 10051, // WSAECONNREFUSED, WSAEHOSTUNREACH, WSAENETUNREACH
 }
 
 func (d *Dialer) netDial(ctx context.Context, addr string) (net.Conn, error) {
@@ -239,7 +314,11 @@ func (d *Dialer) netDial(ctx context.Context, addr string) (net.Conn, error) {
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("tlsmail: connecting to %s: %w", addr, ctx.Err())
 		}
-		return nil, &dialError{fmt.Errorf("tlsmail: connecting to %s: %w", addr, err)}
+		// Our own Timeout expiring is a connect timeout whatever error
+		// NetDialContext made of it: an attacker able to delay the
+		// connection could as well have blocked it.
+		timedOut := dctx.Err() != nil
+		return nil, &connectError{fmt.Errorf("tlsmail: connecting to %s: %w", addr, err), timedOut || unreachable(err)}
 	}
 	return conn, nil
 }
@@ -250,18 +329,27 @@ func (d *Dialer) dialImplicit(ctx context.Context, addr, host string) (*Client, 
 		return nil, err
 	}
 	t := d.timeouts()
-	tconn, err := handshake(ctx, conn, completeConfig(d.TLSConfig, host), t.greeting)
+	rec := &firstBytes{Conn: conn}
+	tconn, err := handshake(ctx, rec, completeConfig(d.TLSConfig, host), t.greeting)
 	if err != nil {
 		defer conn.Close()
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("tlsmail: TLS handshake with %s: %w", addr, ctx.Err())
 		}
-		var rh tls.RecordHeaderError
-		if errors.As(err, &rh) && looksLikeSMTP(rh.RecordHeader[:]) {
-			// The TLS layer has consumed the rest of the line; its first
-			// five bytes are enough to show what happened.
+		first := rec.bytes()
+		if looksLikeSMTP(first) {
+			// Why only the first bytes: a server that began a TLS
+			// handshake and then sent "220" is a broken or hostile TLS
+			// server, and this error allows the STARTTLS fallback.
 			return nil, fmt.Errorf("%w: %s sent %q, the start of a plaintext greeting, so it most likely expects STARTTLS (port 587); use Mode STARTTLS, or the server's implicit-TLS port (465)",
-				ErrPlaintextServer, addr, string(rh.RecordHeader[:])+"...")
+				ErrPlaintextServer, addr, string(first[:min(len(first), 5)])+"...")
+		}
+		if len(first) > 0 && !looksLikeTLS(first) {
+			// Neither TLS nor SMTP (an HTTP or SSH server, say): no
+			// fallback, since nothing shows that the host offers mail
+			// submission at all; say what answered instead.
+			return nil, fmt.Errorf("tlsmail: TLS handshake with %s: server sent %s which is not TLS; is this the server's implicit-TLS submission port (465)? (%w)",
+				addr, quoteStart(first), err)
 		}
 		return nil, fmt.Errorf("tlsmail: TLS handshake with %s: %w", addr, err)
 	}
@@ -273,11 +361,60 @@ func (d *Dialer) dialImplicit(ctx context.Context, addr, host string) (*Client, 
 	return c, nil
 }
 
-// looksLikeSMTP reports whether the start of a "TLS record" is in fact an
-// SMTP reply code.
+// firstBytes is a net.Conn that keeps a copy of the first bytes ever read
+// from it, so that a failed handshake can say what the server sent. It
+// stays below the tls.Conn after a successful handshake, where it costs one
+// comparison per read.
+type firstBytes struct {
+	net.Conn
+	buf [20]byte
+	n   int
+}
+
+// Read reads from the connection and records what it read while fewer than
+// len(f.buf) bytes have been recorded.
+func (f *firstBytes) Read(p []byte) (int, error) {
+	n, err := f.Conn.Read(p)
+	if f.n < len(f.buf) && n > 0 {
+		f.n += copy(f.buf[f.n:], p[:n])
+	}
+	return n, err
+}
+
+// bytes returns what was recorded. Call it only when no Read can be in
+// progress (after the handshake returned).
+func (f *firstBytes) bytes() []byte { return f.buf[:f.n] }
+
+// looksLikeSMTP reports whether b, the first bytes a server sent, starts
+// with an SMTP reply code (RFC 5321 section 4.2: a digit 2 to 5, a digit
+// 0 to 5, a digit) followed by what may follow one: a space, a hyphen or
+// the end of the line.
 func looksLikeSMTP(b []byte) bool {
-	return len(b) >= 4 && b[0] >= '1' && b[0] <= '5' && b[1] >= '0' && b[1] <= '9' &&
+	return len(b) >= 4 && b[0] >= '2' && b[0] <= '5' && b[1] >= '0' && b[1] <= '5' &&
 		b[2] >= '0' && b[2] <= '9' && (b[3] == ' ' || b[3] == '-' || b[3] == '\r')
+}
+
+// looksLikeTLS reports whether b, the first bytes a server sent, can start
+// a TLS record: a handshake (ServerHello) or an alert, in a TLS 1.x record
+// version (RFC 8446 section 5.1).
+func looksLikeTLS(b []byte) bool {
+	if len(b) == 0 || (b[0] != 0x15 && b[0] != 0x16) {
+		return false
+	}
+	return len(b) < 2 || b[1] == 0x03
+}
+
+// quoteStart quotes the start of b, up to the first line end and at most
+// 20 bytes, escaping anything that is not printable ASCII.
+func quoteStart(b []byte) string {
+	const max = 20
+	if i := strings.IndexAny(string(b), "\r\n"); i >= 0 {
+		return strconv.QuoteToASCII(string(b[:i]))
+	}
+	if len(b) >= max {
+		return strconv.QuoteToASCII(string(b[:max])) + "..."
+	}
+	return strconv.QuoteToASCII(string(b))
 }
 
 func (d *Dialer) dialSTARTTLS(ctx context.Context, addr, host string) (*Client, error) {
@@ -288,8 +425,7 @@ func (d *Dialer) dialSTARTTLS(ctx context.Context, addr, host string) (*Client, 
 	c := d.newClient(conn, host)
 	if err := c.readGreeting(ctx); err != nil {
 		if errors.Is(err, os.ErrDeadlineExceeded) {
-			return nil, fmt.Errorf("%w: %s sent nothing within %v; it most likely expects implicit TLS (port 465): use Mode ImplicitTLS (%w)",
-				ErrNoGreeting, addr, c.timeouts.greeting, err)
+			return nil, noGreetingError(addr, c.timeouts.greeting, err)
 		}
 		return nil, err
 	}
@@ -298,6 +434,26 @@ func (d *Dialer) dialSTARTTLS(ctx context.Context, addr, host string) (*Client, 
 		return nil, err
 	}
 	return c, nil
+}
+
+// noGreetingError returns the error for a server at addr that sent no
+// greeting within timeout; cause is the error of the read that timed out.
+// The error matches ErrNoGreeting and os.ErrDeadlineExceeded. On port 465
+// it names the implicit-TLS port; elsewhere it offers an overloaded server
+// and an implicit-TLS port as the possible causes, since a busy STARTTLS
+// port can also be slow to greet.
+func noGreetingError(addr string, timeout time.Duration, cause error) error {
+	if cause == nil {
+		cause = os.ErrDeadlineExceeded
+	} else if !errors.Is(cause, os.ErrDeadlineExceeded) {
+		cause = fmt.Errorf("%w: %w", os.ErrDeadlineExceeded, cause)
+	}
+	if _, port, err := net.SplitHostPort(addr); err == nil && (port == "465" || port == "smtps" || port == "submissions") {
+		return fmt.Errorf("%w: %s sent no greeting within %v: port 465 is the implicit-TLS port, where the server waits for the client to start TLS; use Mode ImplicitTLS: %w",
+			ErrNoGreeting, addr, timeout, cause)
+	}
+	return fmt.Errorf("%w: %s sent no greeting within %v: the server may be overloaded, or it may expect implicit TLS (as on port 465; use Mode ImplicitTLS): %w",
+		ErrNoGreeting, addr, timeout, cause)
 }
 
 func (d *Dialer) timeouts() timeouts {
@@ -324,8 +480,10 @@ func (d *Dialer) localName() string {
 	return "localhost"
 }
 
-// completeConfig clones config (nil allowed) and fills in what a safe
-// client connection needs without overriding the caller's choices.
+// completeConfig clones config (nil allowed) and completes the clone: an
+// empty ServerName becomes serverName, and MinVersion is raised to TLS 1.2
+// if it is lower, including when the caller set it lower: TLS 1.0 and 1.1
+// cannot be enabled. The caller's config is never modified.
 func completeConfig(config *tls.Config, serverName string) *tls.Config {
 	var cfg *tls.Config
 	if config == nil {
@@ -337,8 +495,10 @@ func completeConfig(config *tls.Config, serverName string) *tls.Config {
 		cfg.ServerName = serverName
 	}
 	if cfg.MinVersion < tls.VersionTLS12 {
-		// Why: TLS 1.0 and 1.1 are deprecated (RFC 8996); RFC 8314
-		// section 4.1 asks for current TLS.
+		// Why even over the caller's choice: TLS 1.0 and 1.1 are
+		// deprecated (RFC 8996) and RFC 8314 section 4.1 asks for current
+		// TLS; a submission server that offers nothing newer must be
+		// fixed, not accommodated with credentials at stake.
 		cfg.MinVersion = tls.VersionTLS12
 	}
 	return cfg
@@ -360,6 +520,11 @@ func handshake(ctx context.Context, conn net.Conn, cfg *tls.Config, timeout time
 		}
 		if hctx.Err() != nil {
 			return nil, fmt.Errorf("no TLS handshake within %v: %w", timeout, os.ErrDeadlineExceeded)
+		}
+		if strings.Contains(err.Error(), "protocol version") {
+			// crypto/tls has no error type for a version mismatch. The
+			// hint says that no setting will help: see completeConfig.
+			return nil, fmt.Errorf("%w; tlsmail requires TLS 1.2 or later (RFC 8996)", err)
 		}
 		return nil, err
 	}

@@ -12,5 +12,8 @@
 //	go test -count=1 ./internal/integration/
 //	sudo internal/integration/postfix/stop.sh
 //
-// Without a server the tests skip, except under CI=true, where they fail.
+// Without a server no test runs, and go test reports the package as
+// "ok ... [no tests to run]" (with a notice on standard error that says
+// why, shown in local directory mode and with -v); under CI=true the tests
+// run and fail instead.
 package integration

@@ -478,6 +478,9 @@ func TestSTARTTLSAtImplicitPort(t *testing.T) {
 	if !errors.Is(err, tlsmail.ErrNoGreeting) {
 		t.Errorf("errors.Is(err, ErrNoGreeting) = false; err = %v", err)
 	}
+	if !strings.Contains(err.Error(), "implicit TLS") {
+		t.Errorf("the error does not name implicit TLS: %v", err)
+	}
 	if elapsed >= 5*time.Second {
 		t.Errorf("took %v with GreetingTimeout 1s, want < 5s", elapsed)
 	}

@@ -24,9 +24,10 @@ import (
 //	<the message exactly as the client meant it, with LF line ends>
 //
 // With more than one recipient in the transaction the Received header has
-// no "for" clause: "...id QUEUEID;\n\tDATE\n". The protocol is ESMTPSA
-// ("S": TLS, "A": authenticated), or UTF8SMTPSA when MAIL FROM carried the
-// SMTPUTF8 parameter. The dot-stuffing is undone, CRLF becomes LF, nothing
+// no "for" clause: "...id QUEUEID;\n\tDATE\n". In DATE a day of the month
+// below 10 is padded with a space, not a zero ("Tue,  1 Dec 2026"). The
+// protocol is ESMTPSA ("S": TLS, "A": authenticated), or UTF8SMTPSA when
+// MAIL FROM carried the SMTPUTF8 parameter. The dot-stuffing is undone, CRLF becomes LF, nothing
 // else changes: Postfix adds no Date, Message-ID, From or To of its own
 // (local_header_rewrite_clients is empty and the tests send them all), and
 // it drops no header the tests send (its message_drop_headers removes only
@@ -149,7 +150,7 @@ type traceHeaders struct {
 
 var receivedRE = regexp.MustCompile(`^Received: from (\S+) \(\S+ \[127\.0\.0\.1\]\)\n` +
 	`\tby ([^ ]+) \(Postfix\) with ([A-Z0-9]+) id ([0-9A-Za-z]+)(?:\n\tfor <([^>]+)>; |;\n\t)` +
-	`[A-Z][a-z]{2}, +[0-9]{1,2} [A-Z][a-z]{2} [0-9]{4} [0-9]{2}:[0-9]{2}:[0-9]{2} [+-][0-9]{4} \([A-Za-z0-9+-]+\)\n`)
+	`[A-Z][a-z]{2}, (?: [0-9]|[0-9]{2}) [A-Z][a-z]{2} [0-9]{4} [0-9]{2}:[0-9]{2}:[0-9]{2} [+-][0-9]{4} \([A-Za-z0-9+-]+\)\n`)
 
 // storedMessage splits a message as Postfix stored it into the headers
 // Postfix prepended, checked line by line, and the rest, which must be the
