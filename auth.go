@@ -217,7 +217,7 @@ func (a *scramAuth) Next(fromServer []byte, more bool) ([]byte, error) {
 		}
 		// Why: SCRAM's point is mutual authentication; a server that
 		// accepts without proving the password is not the real one.
-		return nil, errors.New("SCRAM-SHA-256: server did not send its signature")
+		return nil, fmt.Errorf("SCRAM-SHA-256: server did not send its signature (%w)", errServerUnverified)
 	}
 	return nil, errors.New("SCRAM-SHA-256: unexpected server challenge")
 }
@@ -277,12 +277,20 @@ func (a *scramAuth) verify(serverFinal string) error {
 		return errors.New("SCRAM-SHA-256: malformed server final message")
 	}
 	got, err := base64.StdEncoding.DecodeString(v)
+	// Why hmac.Equal: it compares every byte in constant time, so the
+	// signature can neither be forged by length nor guessed byte by byte.
 	if err != nil || !hmac.Equal(got, a.serverSignature) {
-		return errors.New("SCRAM-SHA-256: server signature does not verify")
+		return fmt.Errorf("SCRAM-SHA-256: server signature does not verify (%w)", errServerUnverified)
 	}
 	a.verified = true
 	return nil
 }
+
+// errServerUnverified is wrapped by the error of a mechanism that could not
+// verify the server: a SCRAM server signature that is wrong or was never
+// sent. Such a server is not the one the credentials are for, so a Client
+// should not carry on the session with it.
+var errServerUnverified = errors.New("the server did not prove it knows the password")
 
 func hmacSHA256(key []byte, msg string) []byte {
 	m := hmac.New(sha256.New, key)
