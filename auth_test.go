@@ -18,7 +18,7 @@ import (
 
 // TestScramSHA256Vector runs the exchange of RFC 7677 section 3.
 func TestScramSHA256Vector(t *testing.T) {
-	a := &scramAuth{username: "user", password: "pencil", clientNonce: "rOprNGfwEbeRWgbNEkqO"}
+	a := &scramAuth{username: "user", password: hide("pencil"), clientNonce: "rOprNGfwEbeRWgbNEkqO"}
 	mech, first, err := a.Start(&ServerInfo{Name: "h", TLS: true, Auth: []string{"SCRAM-SHA-256"}})
 	if err != nil || mech != "SCRAM-SHA-256" || string(first) != "n,,n=user,r=rOprNGfwEbeRWgbNEkqO" {
 		t.Fatalf("Start = %q, %q, %v", mech, first, err)
@@ -38,7 +38,7 @@ func TestScramSHA256Vector(t *testing.T) {
 
 func TestScramSHA256RejectsBadServers(t *testing.T) {
 	start := func() *scramAuth {
-		a := &scramAuth{username: "user", password: "pencil", clientNonce: "abc"}
+		a := &scramAuth{username: "user", password: hide("pencil"), clientNonce: "abc"}
 		a.Start(&ServerInfo{TLS: true})
 		return a
 	}
@@ -132,7 +132,7 @@ func TestScramSHA256ForgedSignature(t *testing.T) {
 		"zeros":              make([]byte, len(good)),
 		"another server key": hmacSHA256(hmacSHA256([]byte("another salted password"), "Server Key"), "auth message"),
 	} {
-		a := &scramAuth{username: "user", password: "pencil", clientNonce: "rOprNGfwEbeRWgbNEkqO"}
+		a := &scramAuth{username: "user", password: hide("pencil"), clientNonce: "rOprNGfwEbeRWgbNEkqO"}
 		a.Start(&ServerInfo{Name: "h", TLS: true})
 		if _, err := a.Next([]byte("r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096"), true); err != nil {
 			t.Fatal(err)
@@ -166,7 +166,7 @@ func TestScramSHA256Saslname(t *testing.T) {
 		"=2C":          "n,,n==3D2C,r=nonce",
 		"plain.user@x": "n,,n=plain.user@x,r=nonce",
 	} {
-		a := &scramAuth{username: user, password: "pencil", clientNonce: "nonce"}
+		a := &scramAuth{username: user, password: hide("pencil"), clientNonce: "nonce"}
 		if _, first, err := a.Start(&ServerInfo{Name: "h", TLS: true}); err != nil || string(first) != want {
 			t.Errorf("user %q: client-first %q, %v; want %q", user, first, err, want)
 		}
