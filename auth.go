@@ -32,18 +32,19 @@ type ServerInfo = smtp.ServerInfo
 // and the server name matches host. Unlike net/smtp's, it makes no
 // exception for localhost.
 func PlainAuth(identity, username, password, host string) Auth {
-	return &plainAuth{identity: identity, username: username, password: password, host: host}
+	return &plainAuth{identity: identity, username: username, password: hide(password), host: host}
 }
 
 type plainAuth struct {
-	identity, username, password, host string
+	identity, username, host string
+	password                 secret
 }
 
 func (a *plainAuth) Start(server *ServerInfo) (string, []byte, error) {
 	if err := checkServer(server, a.host); err != nil {
 		return "", nil, err
 	}
-	resp := []byte(a.identity + "\x00" + a.username + "\x00" + a.password)
+	resp := []byte(a.identity + "\x00" + a.username + "\x00" + a.password())
 	return "PLAIN", resp, nil
 }
 
@@ -57,11 +58,26 @@ func (a *plainAuth) Next(fromServer []byte, more bool) ([]byte, error) {
 
 // secrets lists the forms in which a server might quote the password back;
 // see Client.noteSent.
-func (a *plainAuth) secrets() []string { return secretForms(a.password) }
+func (a *plainAuth) secrets() []string { return secretForms(a.password()) }
 
-// String and GoString keep the password out of anything printed with fmt.
-func (a *plainAuth) String() string   { return "tlsmail.PlainAuth(" + strconv.Quote(a.username) + ")" }
-func (a *plainAuth) GoString() string { return a.String() }
+// Format, String and GoString describe the Auth by mechanism and username,
+// the same for every fmt verb. Why a Formatter and not only a Stringer: fmt
+// calls String only for %v, %s, %q, %x and %X (and GoString for %#v), and
+// for any other verb, such as %d, prints the fields. Why value receivers: a
+// plainAuth value, not only a pointer, prints the same way.
+func (a plainAuth) Format(f fmt.State, verb rune) { formatSafe(f, a.String()) }
+func (a plainAuth) String() string                { return "tlsmail.PlainAuth(" + strconv.Quote(a.username) + ")" }
+func (a plainAuth) GoString() string              { return a.String() }
+
+// A secret holds a password where fmt cannot reach it. Why a func: fmt
+// prints a func as an address whatever the verb, even where it cannot call
+// an Auth's Format method and prints the fields instead: for an Auth in an
+// unexported struct field, or under a verb fmt rejects, such as %s or %p
+// on a struct.
+type secret func() string
+
+// hide returns s as a secret.
+func hide(s string) secret { return func() string { return s } }
 
 // secretForms is how a password may come back in a server's reply: as
 // is, or base64-encoded.
@@ -89,12 +105,13 @@ func checkServer(server *ServerInfo, host string) error {
 // offer instead of or besides PLAIN. Like PlainAuth it sends the password
 // only over TLS and only to host.
 func LoginAuth(username, password, host string) Auth {
-	return &loginAuth{username: username, password: password, host: host}
+	return &loginAuth{username: username, password: hide(password), host: host}
 }
 
 type loginAuth struct {
-	username, password, host string
-	step                     int
+	username, host string
+	password       secret
+	step           int
 }
 
 func (a *loginAuth) Start(server *ServerInfo) (string, []byte, error) {
@@ -122,29 +139,34 @@ func (a *loginAuth) Next(fromServer []byte, more bool) ([]byte, error) {
 	case strings.Contains(prompt, "user"):
 		return []byte(a.username), nil
 	case strings.Contains(prompt, "pass"):
-		return []byte(a.password), nil
+		return []byte(a.password()), nil
 	case a.step == 1:
 		return []byte(a.username), nil
 	case a.step == 2:
-		return []byte(a.password), nil
+		return []byte(a.password()), nil
 	}
 	return nil, errors.New("unexpected server challenge during LOGIN")
 }
 
-func (a *loginAuth) secrets() []string { return secretForms(a.password) }
-func (a *loginAuth) String() string    { return "tlsmail.LoginAuth(" + strconv.Quote(a.username) + ")" }
-func (a *loginAuth) GoString() string  { return a.String() }
+func (a *loginAuth) secrets() []string { return secretForms(a.password()) }
+
+// Format, String and GoString keep the password out of fmt's output, as
+// for plainAuth.
+func (a loginAuth) Format(f fmt.State, verb rune) { formatSafe(f, a.String()) }
+func (a loginAuth) String() string                { return "tlsmail.LoginAuth(" + strconv.Quote(a.username) + ")" }
+func (a loginAuth) GoString() string              { return a.String() }
 
 // CRAMMD5Auth returns an Auth that implements the CRAM-MD5 authentication
 // mechanism as defined in RFC 2195. The returned Auth uses the given
 // username and secret to authenticate to the server using the
 // challenge-response mechanism. Client.Auth still runs it only over TLS.
 func CRAMMD5Auth(username, secret string) Auth {
-	return &cramMD5Auth{username: username, secret: secret}
+	return &cramMD5Auth{username: username, secret: hide(secret)}
 }
 
 type cramMD5Auth struct {
-	username, secret string
+	username string
+	secret   secret
 }
 
 func (a *cramMD5Auth) Start(server *ServerInfo) (string, []byte, error) {
@@ -155,17 +177,18 @@ func (a *cramMD5Auth) Next(fromServer []byte, more bool) ([]byte, error) {
 	if !more {
 		return nil, nil
 	}
-	mac := hmac.New(md5.New, []byte(a.secret))
+	mac := hmac.New(md5.New, []byte(a.secret()))
 	mac.Write(fromServer)
 	return []byte(a.username + " " + hex.EncodeToString(mac.Sum(nil))), nil
 }
 
-func (a *cramMD5Auth) secrets() []string { return secretForms(a.secret) }
+func (a *cramMD5Auth) secrets() []string { return secretForms(a.secret()) }
 
-func (a *cramMD5Auth) String() string {
-	return "tlsmail.CRAMMD5Auth(" + strconv.Quote(a.username) + ")"
-}
-func (a *cramMD5Auth) GoString() string { return a.String() }
+// Format, String and GoString keep the secret out of fmt's output, as for
+// plainAuth.
+func (a cramMD5Auth) Format(f fmt.State, verb rune) { formatSafe(f, a.String()) }
+func (a cramMD5Auth) String() string                { return "tlsmail.CRAMMD5Auth(" + strconv.Quote(a.username) + ")" }
+func (a cramMD5Auth) GoString() string              { return a.String() }
 
 // session methods give Client.Auth a fresh copy per exchange (see
 // sessionAuth): LOGIN counts its prompts, and a shared value would mix
@@ -173,3 +196,9 @@ func (a *cramMD5Auth) GoString() string { return a.String() }
 func (a *plainAuth) session(*tls.ConnectionState) Auth   { c := *a; return &c }
 func (a *loginAuth) session(*tls.ConnectionState) Auth   { c := *a; c.step = 0; return &c }
 func (a *cramMD5Auth) session(*tls.ConnectionState) Auth { c := *a; return &c }
+
+// errServerUnverified is wrapped by the error of a mechanism that could not
+// verify the server: a SCRAM server signature that is wrong or was never
+// sent. Such a server is not the one the credentials are for, so a Client
+// does not carry on the session with it.
+var errServerUnverified = errors.New("the server did not prove it knows the password")

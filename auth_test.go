@@ -1,14 +1,24 @@
 package tlsmail
 
 import (
+	"bytes"
+	"crypto/hmac"
+	"crypto/pbkdf2"
+	"crypto/sha256"
+	"encoding/base64"
 	"errors"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/tlsmail/tlsmail/internal/smtptest"
 )
 
 // TestScramSHA256Vector runs the exchange of RFC 7677 section 3.
 func TestScramSHA256Vector(t *testing.T) {
-	a := &scramAuth{username: "user", password: "pencil", clientNonce: "rOprNGfwEbeRWgbNEkqO"}
+	a := &scramAuth{username: "user", password: hide("pencil"), clientNonce: "rOprNGfwEbeRWgbNEkqO"}
 	mech, first, err := a.Start(&ServerInfo{Name: "h", TLS: true, Auth: []string{"SCRAM-SHA-256"}})
 	if err != nil || mech != "SCRAM-SHA-256" || string(first) != "n,,n=user,r=rOprNGfwEbeRWgbNEkqO" {
 		t.Fatalf("Start = %q, %q, %v", mech, first, err)
@@ -28,21 +38,39 @@ func TestScramSHA256Vector(t *testing.T) {
 
 func TestScramSHA256RejectsBadServers(t *testing.T) {
 	start := func() *scramAuth {
-		a := &scramAuth{username: "user", password: "pencil", clientNonce: "abc"}
+		a := &scramAuth{username: "user", password: hide("pencil"), clientNonce: "abc"}
 		a.Start(&ServerInfo{TLS: true})
 		return a
 	}
 	for name, serverFirst := range map[string]string{
-		"nonce not extended": "r=abc,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096",
-		"foreign nonce":      "r=xyz123,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096",
-		"low iterations":     "r=abcdef,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=1",
-		"huge iterations":    "r=abcdef,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=999999999",
-		"bad salt":           "r=abcdef,s=!!!,i=4096",
-		"extension":          "m=x,r=abcdef,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096",
+		"nonce not extended":           "r=abc,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096",
+		"foreign nonce":                "r=xyz123,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096",
+		"nonce shorter than ours":      "r=ab,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096",
+		"ours inside another nonce":    "r=xabcdef,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096",
+		"ours with different case":     "r=ABCdef,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096",
+		"empty nonce":                  "r=,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096",
+		"no nonce":                     "s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096",
+		"low iterations":               "r=abcdef,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=1",
+		"one below 4096 iterations":    "r=abcdef,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4095",
+		"zero iterations":              "r=abcdef,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=0",
+		"negative iterations":          "r=abcdef,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=-4096",
+		"no iteration count":           "r=abcdef,s=W22ZaJ0SNY7soEsUEjb6gQ==",
+		"iteration count not a number": "r=abcdef,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096x",
+		"huge iterations":              "r=abcdef,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=999999999",
+		"one above the ceiling":        "r=abcdef,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=10000001",
+		"bad salt":                     "r=abcdef,s=!!!,i=4096",
+		"empty salt":                   "r=abcdef,s=,i=4096",
+		"no salt":                      "r=abcdef,i=4096",
+		"extension":                    "m=x,r=abcdef,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096",
 	} {
-		if _, err := start().Next([]byte(serverFirst), true); err == nil {
-			t.Errorf("%s: accepted %q", name, serverFirst)
+		if resp, err := start().Next([]byte(serverFirst), true); err == nil || resp != nil {
+			t.Errorf("%s: accepted %q, answering %q", name, serverFirst, resp)
 		}
+	}
+	// The least the guards let through: ours extended by one character,
+	// exactly 4096 iterations.
+	if _, err := start().Next([]byte("r=abcd,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096"), true); err != nil {
+		t.Errorf("nonce extended by one character and 4096 iterations: %v", err)
 	}
 	// A server that cannot prove it knows the password.
 	a := start()
@@ -55,8 +83,8 @@ func TestScramSHA256RejectsBadServers(t *testing.T) {
 	// A server that says 235 without its signature.
 	a = start()
 	a.Next([]byte("r=abcdef,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096"), true)
-	if _, err := a.Next(nil, false); err == nil {
-		t.Error("success without server signature accepted")
+	if _, err := a.Next(nil, false); !errors.Is(err, errServerUnverified) {
+		t.Errorf("success without server signature: %v", err)
 	}
 }
 
@@ -84,5 +112,253 @@ func TestCRAMMD5Vector(t *testing.T) {
 	resp, err := a.Next([]byte("<1896.697170952@postoffice.reston.mci.net>"), true)
 	if err != nil || string(resp) != "tim b913a602c7eda7a495b4e6e7334d3890" {
 		t.Errorf("CRAM-MD5 = %q, %v", resp, err)
+	}
+}
+
+// TestScramSHA256ForgedSignature: a server-final message of the right
+// length that is not the server signature of RFC 7677 section 3 is
+// refused, and the 235 that follows it too.
+func TestScramSHA256ForgedSignature(t *testing.T) {
+	good, _ := base64.StdEncoding.DecodeString("6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=")
+	flip := func(i int) []byte {
+		b := bytes.Clone(good)
+		b[i] ^= 0x01
+		return b
+	}
+	for name, sig := range map[string][]byte{
+		"genuine":            good,
+		"first byte changed": flip(0),
+		"last byte changed":  flip(len(good) - 1),
+		"zeros":              make([]byte, len(good)),
+		"another server key": hmacSum(sha256.New, hmacSum(sha256.New, []byte("another salted password"), "Server Key"), "auth message"),
+	} {
+		a := &scramAuth{username: "user", password: hide("pencil"), clientNonce: "rOprNGfwEbeRWgbNEkqO"}
+		a.Start(&ServerInfo{Name: "h", TLS: true})
+		if _, err := a.Next([]byte("r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096"), true); err != nil {
+			t.Fatal(err)
+		}
+		if len(sig) != len(good) {
+			t.Fatalf("%s: %d bytes; the forgery must have the length of the real signature", name, len(sig))
+		}
+		_, err := a.Next([]byte("v="+base64.StdEncoding.EncodeToString(sig)), true)
+		_, err235 := a.Next([]byte("2.7.0 Authentication successful"), false)
+		if name == "genuine" {
+			if err != nil || err235 != nil {
+				t.Errorf("genuine signature: %v, then 235: %v", err, err235)
+			}
+			continue
+		}
+		if !errors.Is(err, errServerUnverified) || !strings.Contains(err.Error(), "signature") {
+			t.Errorf("%s: server-final accepted: %v", name, err)
+		}
+		if !errors.Is(err235, errServerUnverified) {
+			t.Errorf("%s: 235 after a forged signature: %v", name, err235)
+		}
+	}
+}
+
+// TestScramSHA256Saslname: "=" and "," in the username are escaped as
+// "=3D" and "=2C" (RFC 5802 section 5.1), each once, and nothing else is.
+func TestScramSHA256Saslname(t *testing.T) {
+	for user, want := range map[string]string{
+		"a,b=c":        "n,,n=a=2Cb=3Dc,r=nonce",
+		"=,":           "n,,n==3D=2C,r=nonce",
+		"=2C":          "n,,n==3D2C,r=nonce",
+		"plain.user@x": "n,,n=plain.user@x,r=nonce",
+	} {
+		a := &scramAuth{username: user, password: hide("pencil"), clientNonce: "nonce"}
+		if _, first, err := a.Start(&ServerInfo{Name: "h", TLS: true}); err != nil || string(first) != want {
+			t.Errorf("user %q: client-first %q, %v; want %q", user, first, err, want)
+		}
+	}
+}
+
+// TestScramSHA256Nonce: the client nonce is random, different for every
+// exchange, and long enough not to be guessed.
+func TestScramSHA256Nonce(t *testing.T) {
+	a := ScramSHA256Auth("user", "pencil")
+	seen := map[string]bool{}
+	for range 3 {
+		_, first, err := a.Start(&ServerInfo{Name: "h", TLS: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, nonce, ok := strings.Cut(string(first), ",r=")
+		if !ok || len(nonce) < 24 || strings.Contains(nonce, ",") || seen[nonce] {
+			t.Fatalf("client-first %q", first)
+		}
+		seen[nonce] = true
+	}
+}
+
+// scramServer returns options for a test server that offers only
+// SCRAM-SHA-256 and runs the server side of RFC 5802 section 5 for
+// username and password, written here from the RFC and independent of
+// scramAuth. first, if not nil, replaces the server-first message, given
+// the client's nonce; final, if not nil, replaces the reply to a
+// client-final message whose proof verified, given the genuine server
+// signature. A 334 reply is followed by 235 for an empty response and 501
+// for "*". The server also checks that the client-first message names
+// username in saslname form (RFC 5802 section 5.1) and answers 535 if not.
+func scramServer(username, password string, first func(clientNonce string) string, final func(sig []byte) string) *smtptest.Options {
+	const salt64, iter = "QSXCR+Q6sek8bf92", 4096
+	salt, _ := base64.StdEncoding.DecodeString(salt64)
+	var clientFirstBare, serverFirst string
+	state := "" // "", "proof" (client-final expected) or "done" (empty response expected)
+	return &smtptest.Options{AuthMechanisms: []string{"SCRAM-SHA-256"}, Handler: func(s *smtptest.Session, line string) bool {
+		switch {
+		case strings.HasPrefix(line, "AUTH SCRAM-SHA-256 "):
+			msg, _ := base64.StdEncoding.DecodeString(strings.TrimPrefix(line, "AUTH SCRAM-SHA-256 "))
+			// Over TLS 1.3 the client can bind the channel but this server
+			// offers no -PLUS mechanism, so RFC 5802 section 6 wants "y".
+			bare, ok := strings.CutPrefix(string(msg), "y,,")
+			name, nonce, _ := strings.Cut(strings.TrimPrefix(bare, "n="), ",r=")
+			name = strings.NewReplacer("=2C", ",", "=3D", "=").Replace(name)
+			if !ok || !strings.HasPrefix(bare, "n=") || name != username || nonce == "" {
+				s.Reply("535 5.7.8 Authentication credentials invalid")
+				return true
+			}
+			clientFirstBare = bare
+			serverFirst = "r=" + nonce + "3rfcNHYJY1ZVvWVs7j,s=" + salt64 + ",i=" + strconv.Itoa(iter)
+			if first != nil {
+				serverFirst = first(nonce)
+			}
+			state = "proof"
+			s.Reply("334 " + base64.StdEncoding.EncodeToString([]byte(serverFirst)))
+		case state != "" && line == "*":
+			state = ""
+			s.Reply("501 5.7.0 Authentication aborted")
+		case state == "proof":
+			state = ""
+			clientFinal, _ := base64.StdEncoding.DecodeString(line)
+			withoutProof, proof64, _ := strings.Cut(string(clientFinal), ",p=")
+			proof, _ := base64.StdEncoding.DecodeString(proof64)
+			authMessage := clientFirstBare + "," + serverFirst + "," + withoutProof
+			salted, _ := pbkdf2.Key(sha256.New, password, salt, iter, sha256.Size)
+			mac := func(key []byte, msg string) []byte {
+				m := hmac.New(sha256.New, key)
+				m.Write([]byte(msg))
+				return m.Sum(nil)
+			}
+			clientKey := mac(salted, "Client Key")
+			storedKey := sha256.Sum256(clientKey)
+			clientSig := mac(storedKey[:], authMessage)
+			if len(proof) != len(clientSig) {
+				s.Reply("535 5.7.8 Authentication credentials invalid")
+				return true
+			}
+			for i := range proof {
+				proof[i] ^= clientSig[i]
+			}
+			if got := sha256.Sum256(proof); got != storedKey || !strings.HasPrefix(serverFirst, "r=") ||
+				withoutProof != "c=eSws,"+strings.SplitN(serverFirst, ",", 2)[0] {
+				s.Reply("535 5.7.8 Authentication credentials invalid")
+				return true
+			}
+			sig := mac(mac(salted, "Server Key"), authMessage)
+			reply := "334 " + base64.StdEncoding.EncodeToString([]byte("v="+base64.StdEncoding.EncodeToString(sig)))
+			if final != nil {
+				reply = final(sig)
+			}
+			if strings.HasPrefix(reply, "334 ") {
+				state = "done"
+			}
+			s.Reply(reply)
+		case state == "done":
+			state = ""
+			if line != "" {
+				s.Reply("501 5.5.2 Expected an empty response")
+			} else {
+				s.Reply("235 2.7.0 Authentication successful")
+			}
+		default:
+			return false
+		}
+		return true
+	}}
+}
+
+// TestScramSHA256Client runs SCRAM-SHA-256 through Client.Auth against
+// genuine and hostile servers. A server that cannot prove it knows the
+// password is not the server the password is for, so the Client must
+// refuse it, hang up and send nothing more: no envelope, no message.
+func TestScramSHA256Client(t *testing.T) {
+	const user, pass = "a,b=c", "Sc1entia-potentia-est"
+	const mail = "tls: MAIL FROM:<a@example.com> BODY=8BITMIME SMTPUTF8"
+	forged := func(sig []byte) string {
+		f := bytes.Clone(sig)
+		f[len(f)/2] ^= 0x80
+		return "334 " + b64("v="+base64.StdEncoding.EncodeToString(f))
+	}
+	for _, tc := range []struct {
+		name  string
+		first func(clientNonce string) string
+		final func(sig []byte) string
+		ok    bool // Auth succeeds
+		// closes is whether the Client must have hung up when Auth
+		// returns; then Mail must fail and send nothing.
+		closes bool
+		// proof is whether the client-final message is sent; after is
+		// what the server must receive after it (or after the AUTH
+		// command, without one), Mail included.
+		proof    bool
+		after    []string
+		contains string
+	}{
+		{name: "genuine server", ok: true, proof: true, after: []string{"tls: ", mail}},
+		{name: "forged signature", final: forged, closes: true, proof: true, contains: "signature"},
+		{name: "235 without a signature", final: func([]byte) string { return "235 2.7.0 Authentication successful" },
+			closes: true, proof: true, contains: "signature"},
+		{name: "server error", final: func([]byte) string { return "334 " + b64("e=other-error") },
+			proof: true, after: []string{"tls: *", mail}, contains: "other-error"},
+		{name: "nonce not extending ours", first: func(n string) string { return "r=x" + n + ",s=QSXCR+Q6sek8bf92,i=4096" },
+			after: []string{"tls: *", mail}, contains: "nonce"},
+		{name: "4095 iterations", first: func(n string) string { return "r=" + n + "x,s=QSXCR+Q6sek8bf92,i=4095" },
+			after: []string{"tls: *", mail}, contains: "iteration"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := smtptest.NewServer(t, scramServer(user, pass, tc.first, tc.final))
+			c, err := testDialer(srv, ImplicitTLS).Dial(srv.ImplicitAddr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			err = c.Auth(ScramSHA256Auth(user, pass))
+			if tc.ok != (err == nil) || err != nil && !strings.Contains(err.Error(), tc.contains) {
+				t.Fatalf("Auth: %v", err)
+			}
+			if err := c.Mail("a@example.com"); tc.closes == (err == nil) {
+				t.Errorf("Mail after Auth: %v", err)
+			}
+			if tc.closes {
+				// The server's session ends only when the client hangs up.
+				if err := srv.WaitIdle(2 * time.Second); err != nil {
+					t.Errorf("connection still open after Auth failed: %v", err)
+				}
+			}
+			c.Close()
+			got := transcript(t, srv)
+			if len(got) < 2 || got[0] != "tls: EHLO localhost" || !strings.HasPrefix(got[1], "tls: AUTH SCRAM-SHA-256 ") {
+				t.Fatalf("server received %q", got)
+			}
+			first, _ := base64.StdEncoding.DecodeString(strings.TrimPrefix(got[1], "tls: AUTH SCRAM-SHA-256 "))
+			if nonce, ok := strings.CutPrefix(string(first), "y,,n=a=2Cb=3Dc,r="); !ok || len(nonce) < 24 || strings.Contains(nonce, ",") {
+				t.Errorf("client-first message %q", first)
+			}
+			rest := got[2:]
+			if tc.proof {
+				var final []byte
+				if len(rest) > 0 {
+					final, _ = base64.StdEncoding.DecodeString(strings.TrimPrefix(rest[0], "tls: "))
+					rest = rest[1:]
+				}
+				if !strings.HasPrefix(string(final), "c=eSws,r=") || !strings.Contains(string(final), ",p=") {
+					t.Errorf("client-final message %q", final)
+				}
+			}
+			if !slices.Equal(rest, tc.after) {
+				t.Errorf("server received %q; want %q after the AUTH exchange", got, tc.after)
+			}
+		})
 	}
 }

@@ -440,11 +440,17 @@ func (c *Client) authenticate(ctx context.Context, a Auth) error {
 				// The server accepted us but the mechanism could not
 				// verify the server (e.g. a SCRAM server signature): the
 				// session is not trustworthy.
-				return c.fail(fmt.Errorf("tlsmail: AUTH %s: server accepted, but %s", mech, inner(err)))
+				return c.fail(wrap(err, "AUTH %s: the server accepted, yet the mechanism failed", mech))
 			}
 			return nil
 		}
 		if err != nil {
+			if errors.Is(err, errServerUnverified) {
+				// Why no "*" and no further command: the server could not
+				// prove it knows the password, so it is not the server
+				// the credentials are for.
+				return c.fail(wrap(err, "AUTH %s", mech))
+			}
 			c.cancelAuth(ctx)
 			return wrap(err, "AUTH %s", mech)
 		}

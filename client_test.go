@@ -675,12 +675,27 @@ func TestReply421EndsSession(t *testing.T) {
 	wantTranscript(t, srv, "tls: EHLO localhost", "tls: MAIL FROM:<a@example.com> BODY=8BITMIME SMTPUTF8")
 }
 
+// TestDataNot354SendsNoData: a reply to DATA other than 354 means the
+// server will not read message data, so not one byte of it may be sent;
+// had the client sent it anyway, the server would have read each line as
+// a command and its transcript would show them. After a 5xx the session
+// is still good and Quit sends QUIT; after a reply DATA cannot take (a
+// protocol violation) the client hangs up without another word.
 func TestDataNot354SendsNoData(t *testing.T) {
-	for _, reply := range []string{"250 2.0.0 Ok", "554 5.5.1 No valid recipients", "220 what"} {
-		t.Run(reply, func(t *testing.T) {
+	const msg = "Subject: canary-subject\r\n\r\ncanary-body\r\n"
+	for _, tc := range []struct {
+		reply string
+		quit  bool // the session survives and Quit sends QUIT
+	}{
+		{"554 5.5.1 No valid recipients", true},
+		{"451 4.3.0 Try again later", true},
+		{"250 2.0.0 Ok", false},
+		{"220 what", false},
+	} {
+		t.Run(tc.reply, func(t *testing.T) {
 			srv := smtptest.NewServer(t, &smtptest.Options{Handler: func(s *smtptest.Session, line string) bool {
 				if line == "DATA" {
-					s.Reply(reply)
+					s.Reply(tc.reply)
 					return true
 				}
 				return false
@@ -689,19 +704,47 @@ func TestDataNot354SendsNoData(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			c.Mail("a@example.com")
-			c.Rcpt("b@example.com")
+			defer c.Close()
+			if err := c.Mail("a@example.com"); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.Rcpt("b@example.com"); err != nil {
+				t.Fatal(err)
+			}
 			w, err := c.Data()
 			if err == nil || w != nil {
-				t.Fatalf("Data() = %v, %v; want error", w, err)
+				t.Errorf("Data() = %v, %v; want an error and no writer", w, err)
 			}
-			if reply[0] != '5' && !errors.Is(err, ErrProtocol) {
+			if w != nil {
+				// Show what a writer would have sent.
+				io.WriteString(w, msg)
+				w.Close()
+			}
+			var e *Error
+			if tc.quit && (!errors.As(err, &e) || fmt.Sprint(e.Code) != tc.reply[:3]) {
+				t.Errorf("Data() = %v; want the server's %s as an *Error", err, tc.reply[:3])
+			}
+			if !tc.quit && !errors.Is(err, ErrProtocol) {
 				t.Errorf("Data() = %v; want ErrProtocol", err)
 			}
 			c.Quit()
+			want := []string{
+				"tls: EHLO localhost",
+				"tls: MAIL FROM:<a@example.com> BODY=8BITMIME SMTPUTF8",
+				"tls: RCPT TO:<b@example.com>",
+				"tls: DATA",
+			}
+			if tc.quit {
+				want = append(want, "tls: QUIT")
+			}
 			got := transcript(t, srv)
-			if got[len(got)-1] != "tls: DATA" && got[len(got)-1] != "tls: QUIT" {
-				t.Errorf("after DATA the server received %q", got)
+			if !slices.Equal(got, want) {
+				t.Errorf("server received:\n\t%s\nwant:\n\t%s", strings.Join(got, "\n\t"), strings.Join(want, "\n\t"))
+			}
+			for _, l := range got {
+				if strings.Contains(l, "canary") {
+					t.Errorf("message data reached the server: %q", l)
+				}
 			}
 			if len(srv.Messages()) != 0 {
 				t.Error("message recorded")

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"unicode"
@@ -111,10 +112,27 @@ func FuzzReadReply(f *testing.F) {
 	})
 }
 
-// FuzzParseEHLO: every keyword comes from the first word of a line after
-// the first, upper-cased; the greeting line never adds a capability;
-// values are trimmed; AUTH mechanisms are single words.
+// FuzzParseEHLO checks ParseEHLO against the shape RFC 5321 section
+// 4.1.1.1 gives a reply to EHLO: a first line naming the server, then one
+// line per extension, a keyword and its parameters separated by spaces.
+// Reading each line after the first that way (surrounding white space
+// trimmed, the keyword up to the first space):
+//
+//   - every key is non-empty, upper-case and has no spaces;
+//   - every keyword is a key, upper-cased; every key is some keyword;
+//   - a key's value holds the parameters of every line with that keyword,
+//     in order (servers that send AUTH twice), and nothing else;
+//   - the first line adds no capability, whatever it says.
 func FuzzParseEHLO(f *testing.F) {
+	for _, seed := range []string{
+		"250-mx.example.com Hello\r\n250-auth plain\r\n250-Size 1000\r\n250 8bitmime\r\n",
+		"250-mx.example.com\r\n250-AUTH PLAIN LOGIN\r\n250-AUTH=LOGIN\r\n250-auth CRAM-MD5\r\n250 AUTH\r\n",
+		"250-STARTTLS\r\n250 PIPELINING\r\n",
+		"250-SIZE 5\r\n250 SIZE 10\r\n",
+		"250-mx\r\n250-  x-Ext   a\tb  c \r\n250 x-ext d\r\n",
+	} {
+		f.Add([]byte(seed))
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		lines := strings.Split(string(data), "\n")
 		if rep, err := wire.ReadReply(bufio.NewReaderSize(bytes.NewReader(data), wire.ReaderSize)); err == nil {
@@ -122,43 +140,59 @@ func FuzzParseEHLO(f *testing.F) {
 		}
 		ext := wire.ParseEHLO(lines)
 
-		want := map[string]bool{}
-		for _, l := range lines[min(1, len(lines)):] {
-			if kw, _, _ := strings.Cut(strings.TrimSpace(l), " "); kw != "" {
-				want[strings.ToUpper(kw)] = true
-			}
+		split := func(l string) (keyword, params string) {
+			keyword, params, _ = strings.Cut(strings.TrimSpace(l), " ")
+			return keyword, params
 		}
-		if len(ext) != len(want) {
-			t.Fatalf("%q: keywords %q; want %v", lines, keys(ext), want)
+		var later []string // the lines after the first
+		if len(lines) > 1 {
+			later = lines[1:]
 		}
 		for k, v := range ext {
-			if !want[k] || k == "" || strings.Contains(k, " ") {
+			if k == "" || k != strings.ToUpper(k) || strings.Contains(k, " ") {
 				t.Fatalf("%q: keyword %q", lines, k)
 			}
 			if v != strings.TrimSpace(v) {
 				t.Fatalf("%q: %s parameters %q not trimmed", lines, k, v)
 			}
+			var params []string
+			found := false
+			for _, l := range later {
+				if kw, p := split(l); strings.ToUpper(kw) == k {
+					found = true
+					params = append(params, strings.Fields(p)...)
+				}
+			}
+			if !found {
+				t.Fatalf("%q: keyword %q is on no line after the first", lines, k)
+			}
+			if got := strings.Fields(v); !slices.Equal(got, params) {
+				t.Fatalf("%q: %s parameters %q; want the words %q", lines, k, v, params)
+			}
 		}
-		for _, m := range strings.Fields(strings.ToUpper(ext["AUTH"])) {
-			if m == "" || strings.ContainsAny(m, " \r\n") {
-				t.Fatalf("mechanism %q", m)
+		for _, l := range later {
+			if kw, _ := split(l); kw != "" {
+				if _, ok := ext[strings.ToUpper(kw)]; !ok {
+					t.Fatalf("%q: line %q gave no capability", lines, l)
+				}
 			}
 		}
 		if len(lines) > 0 {
-			other := append([]string{"STARTTLS AUTH PLAIN"}, lines[1:]...)
+			greeting, _ := split(lines[0])
+			greeting = strings.ToUpper(greeting)
+			onLater := slices.ContainsFunc(later, func(l string) bool {
+				kw, _ := split(l)
+				return strings.ToUpper(kw) == greeting
+			})
+			if _, ok := ext[greeting]; ok && !onLater {
+				t.Fatalf("%q: the first line became capability %q", lines, greeting)
+			}
+			other := append([]string{"STARTTLS AUTH PLAIN"}, later...)
 			if !reflect.DeepEqual(wire.ParseEHLO(other), ext) {
-				t.Fatalf("%q: the greeting line changed the capabilities", lines)
+				t.Fatalf("%q: the first line changed the capabilities", lines)
 			}
 		}
 	})
-}
-
-func keys(m map[string]string) []string {
-	var k []string
-	for s := range m {
-		k = append(k, s)
-	}
-	return k
 }
 
 // FuzzDotWriter: whatever the message and however it is split into

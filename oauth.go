@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"strconv"
 	"strings"
 )
@@ -66,7 +65,7 @@ type oauthAuth struct {
 	token                TokenSource
 
 	used    string // the mechanism this exchange runs
-	sent    string // the token sent in this exchange
+	sent    secret // the token sent in this exchange
 	failure *OAuthError
 }
 
@@ -95,7 +94,7 @@ func (a *oauthAuth) Start(server *ServerInfo) (string, []byte, error) {
 	if tok == "" || strings.ContainsAny(tok, "\x00\x01\r\n") {
 		return "", nil, errors.New("the TokenSource returned an empty or malformed token")
 	}
-	a.sent = tok
+	a.sent = hide(tok)
 	if a.used == "XOAUTH2" {
 		return a.used, []byte("user=" + a.username + "\x01auth=Bearer " + tok + "\x01\x01"), nil
 	}
@@ -126,13 +125,13 @@ func (a *oauthAuth) Next(fromServer []byte, more bool) ([]byte, error) {
 func (a *oauthAuth) oauthError() *OAuthError { return a.failure }
 
 func (a *oauthAuth) secrets() []string {
-	if a.sent == "" {
+	if a.sent == nil {
 		return nil
 	}
-	return secretForms(a.sent)
+	return secretForms(a.sent())
 }
 
-func (a *oauthAuth) String() string {
+func (a oauthAuth) String() string {
 	name := "OAuth2Auth"
 	switch a.mech {
 	case "XOAUTH2":
@@ -143,11 +142,11 @@ func (a *oauthAuth) String() string {
 	return "tlsmail." + name + "(" + strconv.Quote(a.username) + ")"
 }
 
-func (a *oauthAuth) GoString() string { return a.String() }
+func (a oauthAuth) GoString() string { return a.String() }
 
 // Format prints the same as String for every verb, so that no verb can
 // show the token.
-func (a *oauthAuth) Format(f fmt.State, verb rune) { io.WriteString(f, a.String()) }
+func (a oauthAuth) Format(f fmt.State, verb rune) { formatSafe(f, a.String()) }
 
 // offered reports whether the server advertised mech.
 func offered(server *ServerInfo, mech string) bool {

@@ -4,7 +4,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"strconv"
 	"strings"
 )
@@ -28,11 +27,12 @@ import (
 // standard library lacks: a password with characters NFKC would change
 // (full-width forms, ligatures, decomposed accents) is used as given.
 func PasswordAuth(username, password, host string) Auth {
-	return &passwordAuth{username: username, password: password, host: host}
+	return &passwordAuth{username: username, password: hide(password), host: host}
 }
 
 type passwordAuth struct {
-	username, password, host string
+	username, host string
+	password       secret
 
 	state  *tls.ConnectionState
 	chosen Auth // the mechanism of this exchange
@@ -102,14 +102,14 @@ func (a *passwordAuth) Next(fromServer []byte, more bool) ([]byte, error) {
 	return a.chosen.Next(fromServer, more)
 }
 
-func (a *passwordAuth) secrets() []string { return secretForms(a.password) }
+func (a *passwordAuth) secrets() []string { return secretForms(a.password()) }
 
-func (a *passwordAuth) String() string {
+func (a passwordAuth) String() string {
 	return "tlsmail.PasswordAuth(" + strconv.Quote(a.username) + ")"
 }
 
-func (a *passwordAuth) GoString() string { return a.String() }
+func (a passwordAuth) GoString() string { return a.String() }
 
 // Format prints the same as String for every verb, so that no verb can
 // show the password.
-func (a *passwordAuth) Format(f fmt.State, verb rune) { io.WriteString(f, a.String()) }
+func (a passwordAuth) Format(f fmt.State, verb rune) { formatSafe(f, a.String()) }

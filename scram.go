@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"hash"
-	"io"
 	"strconv"
 	"strings"
 )
@@ -21,7 +20,7 @@ import (
 // password never crosses the connection and the server must prove it knows
 // it. Prefer SCRAM-SHA-256 where offered.
 func ScramSHA1Auth(username, password string) Auth {
-	return &scramAuth{username: username, password: password, hashName: "SHA-1"}
+	return &scramAuth{username: username, password: hide(password), hashName: "SHA-1"}
 }
 
 // ScramSHA256Auth returns an Auth that implements SCRAM-SHA-256 (RFC 7677,
@@ -31,7 +30,7 @@ func ScramSHA1Auth(username, password string) Auth {
 // password are prepared with SASLprep (RFC 4013) as far as the standard
 // library allows; see PasswordAuth for what is not normalised.
 func ScramSHA256Auth(username, password string) Auth {
-	return &scramAuth{username: username, password: password, hashName: "SHA-256"}
+	return &scramAuth{username: username, password: hide(password), hashName: "SHA-256"}
 }
 
 // ScramSHA256PlusAuth returns an Auth that implements SCRAM-SHA-256-PLUS:
@@ -42,15 +41,16 @@ func ScramSHA256Auth(username, password string) Auth {
 // connection without either, authentication fails rather than run
 // without the binding.
 func ScramSHA256PlusAuth(username, password string) Auth {
-	return &scramAuth{username: username, password: password, hashName: "SHA-256", plus: true}
+	return &scramAuth{username: username, password: hide(password), hashName: "SHA-256", plus: true}
 }
 
 // scramAuth is one SCRAM variant. Client.Auth runs each exchange on a
 // copy made by session; used directly (with net/smtp's Client, say) the
 // value holds the state of one exchange at a time.
 type scramAuth struct {
-	username, password string
-	hashName           string // "SHA-1" or "SHA-256"; "" means SHA-256
+	username string
+	password secret
+	hashName string // "SHA-1" or "SHA-256"; "" means SHA-256
 	plus               bool   // the -PLUS variant: channel binding required
 
 	// Set by session: the TLS connection, for channel binding.
@@ -117,7 +117,7 @@ func (a *scramAuth) Start(server *ServerInfo) (string, []byte, error) {
 	if err != nil {
 		return "", nil, fmt.Errorf("%s: user name %w", mech, err)
 	}
-	if _, err := saslPrep(a.password); err != nil {
+	if _, err := saslPrep(a.password()); err != nil {
 		return "", nil, fmt.Errorf("%s: password %w", mech, err)
 	}
 	a.step, a.verified, a.serverSignature, a.cbData = 0, false, nil, nil
@@ -169,7 +169,7 @@ func (a *scramAuth) Next(fromServer []byte, more bool) ([]byte, error) {
 		}
 		// Why: SCRAM's point is mutual authentication; a server that
 		// accepts without proving the password is not the real one.
-		return nil, fmt.Errorf("%s: server did not send its signature", a.mechanism())
+		return nil, fmt.Errorf("%s: server did not send its signature (%w)", a.mechanism(), errServerUnverified)
 	}
 	return nil, fmt.Errorf("%s: unexpected server challenge", a.mechanism())
 }
@@ -207,7 +207,7 @@ func (a *scramAuth) clientFinal(serverFirst string) ([]byte, error) {
 	if err != nil || iter < 4096 || iter > 10_000_000 {
 		return nil, fmt.Errorf("%s: unacceptable iteration count %q", mech, iterStr)
 	}
-	password, err := saslPrep(a.password)
+	password, err := saslPrep(a.password())
 	if err != nil {
 		return nil, fmt.Errorf("%s: password %w", mech, err)
 	}
@@ -245,7 +245,7 @@ func (a *scramAuth) verify(serverFinal string) error {
 	// Why hmac.Equal: a constant-time comparison of the whole signature;
 	// a server that does not know the password cannot produce it.
 	if err != nil || !hmac.Equal(got, a.serverSignature) {
-		return fmt.Errorf("%s: server signature does not verify", mech)
+		return fmt.Errorf("%s: server signature does not verify (%w)", mech, errServerUnverified)
 	}
 	a.verified = true
 	return nil
@@ -257,9 +257,9 @@ func hmacSum(h func() hash.Hash, key []byte, msg string) []byte {
 	return m.Sum(nil)
 }
 
-func (a *scramAuth) secrets() []string { return secretForms(a.password) }
+func (a *scramAuth) secrets() []string { return secretForms(a.password()) }
 
-func (a *scramAuth) String() string {
+func (a scramAuth) String() string {
 	name := "ScramSHA256Auth"
 	switch {
 	case a.hashName == "SHA-1":
@@ -270,8 +270,8 @@ func (a *scramAuth) String() string {
 	return "tlsmail." + name + "(" + strconv.Quote(a.username) + ")"
 }
 
-func (a *scramAuth) GoString() string { return a.String() }
+func (a scramAuth) GoString() string { return a.String() }
 
 // Format prints the same as String for every verb, so that no verb can
 // show the password.
-func (a *scramAuth) Format(f fmt.State, verb rune) { io.WriteString(f, a.String()) }
+func (a scramAuth) Format(f fmt.State, verb rune) { formatSafe(f, a.String()) }
