@@ -2,15 +2,8 @@ package smtptest
 
 import (
 	"bufio"
-	"crypto/hmac"
-	"crypto/md5"
-	"crypto/rand"
 	"crypto/tls"
-	"encoding/base64"
-	"encoding/binary"
-	"encoding/hex"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"strings"
@@ -37,12 +30,16 @@ type Session struct {
 	br *bufio.Reader // reads conn; only used on the session goroutine
 
 	// SMTP state, only used on the session goroutine.
-	greeted  bool
-	authUser string
-	inTx     bool
-	from     string
-	params   string
-	rcpts    []string
+	greeted    bool
+	authUser   string
+	authMech   string
+	inTx       bool
+	from       string
+	params     string
+	body8      bool // MAIL declared BODY=8BITMIME
+	smtputf8   bool // MAIL declared SMTPUTF8
+	rcpts      []string
+	rcptParams []string
 }
 
 // Reply writes each line followed by "\r\n", all in a single write. The
@@ -104,7 +101,7 @@ func (s *Session) StartTLS() error {
 	s.isTLS.Store(true)
 	s.br = bufio.NewReaderSize(tc, maxLine)
 	s.greeted = false
-	s.authUser = ""
+	s.authUser, s.authMech = "", ""
 	s.resetTx()
 	return nil
 }
@@ -113,7 +110,9 @@ func (s *Session) resetTx() {
 	s.inTx = false
 	s.from = ""
 	s.params = ""
+	s.body8, s.smtputf8 = false, false
 	s.rcpts = nil
+	s.rcptParams = nil
 }
 
 func (srv *Server) serveConn(raw net.Conn, implicitTLS bool) {
@@ -259,18 +258,6 @@ func (s *Session) command(line string) bool {
 	return err == nil
 }
 
-// authAdvertised reports whether AUTH is offered in the current state.
-func (s *Session) authAdvertised() bool {
-	if len(s.srv.mechs) == 0 {
-		return false
-	}
-	o := &s.srv.opts
-	if s.TLS() {
-		return !o.AuthOnlyBeforeTLS
-	}
-	return o.AuthBeforeTLS || o.AuthOnlyBeforeTLS
-}
-
 func (s *Session) cmdEHLO(arg string) error {
 	if arg == "" {
 		return s.Reply("501 5.5.4 Syntax: EHLO hostname")
@@ -282,8 +269,8 @@ func (s *Session) cmdEHLO(arg string) error {
 	if !s.TLS() && !s.srv.opts.StripSTARTTLS {
 		lines = append(lines, "STARTTLS")
 	}
-	if s.authAdvertised() {
-		lines = append(lines, "AUTH "+strings.Join(s.srv.mechs, " "))
+	if mechs := s.mechanisms(); len(mechs) > 0 {
+		lines = append(lines, "AUTH "+strings.Join(mechs, " "))
 	}
 	for i := range lines {
 		if i == len(lines)-1 {
@@ -361,22 +348,54 @@ func (s *Session) cmdMAIL(arg string) error {
 	if !ok {
 		return s.Reply("501 5.5.4 Syntax: MAIL FROM:<address>")
 	}
+	mp, reply := s.mailParams(params)
+	if reply != "" {
+		return s.Reply(reply)
+	}
+	if s.srv.opts.Strict8Bit && !mp.smtputf8 && !isASCII(addr) {
+		return s.Reply(nonASCIIReply)
+	}
 	s.inTx = true
 	s.from = addr
 	s.params = params
-	s.rcpts = nil
+	s.body8, s.smtputf8 = mp.body8, mp.smtputf8
+	s.rcpts, s.rcptParams = nil, nil
 	return s.Reply("250 2.1.0 Ok")
 }
+
+// nonASCIIReply refuses an internationalized address sent without
+// SMTPUTF8 (RFC 6531: X.6.7, "Non-ASCII addresses not permitted for that
+// sender/recipient").
+const nonASCIIReply = "553 5.6.7 Non-ASCII address without SMTPUTF8"
 
 func (s *Session) cmdRCPT(arg string) error {
 	if !s.inTx {
 		return s.Reply("503 5.5.1 Error: need MAIL command")
 	}
-	addr, _, ok := parsePath(arg, "TO:")
+	addr, params, ok := parsePath(arg, "TO:")
 	if !ok || addr == "" {
 		return s.Reply("501 5.5.4 Syntax: RCPT TO:<address>")
 	}
+	if reply := s.checkRcptParams(params); reply != "" {
+		return s.Reply(reply)
+	}
+	if s.srv.opts.Strict8Bit && !s.smtputf8 && !isASCII(addr) {
+		return s.Reply(nonASCIIReply)
+	}
+	if h := s.srv.opts.RcptReply; h != nil {
+		if reply := h(addr); reply != "" {
+			// A positive reply accepts the recipient, whatever its
+			// wording (251 and 252 included): a client that saw 2xx
+			// will go on to DATA expecting it to count.
+			if reply[0] == '2' {
+				s.rcpts = append(s.rcpts, addr)
+				s.rcptParams = append(s.rcptParams, params)
+			}
+			return s.Reply(reply)
+		}
+	}
 	s.rcpts = append(s.rcpts, addr)
+	s.rcptParams = append(s.rcptParams, params)
 	return s.Reply("250 2.1.5 Ok")
 }
 
@@ -388,16 +407,19 @@ func (s *Session) cmdDATA(arg string) error {
 		return s.Reply("501 5.5.4 Syntax: DATA")
 	}
 	msg := &Message{
-		From:       s.from,
-		To:         s.rcpts,
-		MailParams: s.params,
-		TLS:        s.TLS(),
-		AuthUser:   s.authUser,
+		From:          s.from,
+		To:            s.rcpts,
+		MailParams:    s.params,
+		RcptParams:    s.rcptParams,
+		TLS:           s.TLS(),
+		AuthUser:      s.authUser,
+		AuthMechanism: s.authMech,
 	}
 	if tc, ok := s.conn.(*tls.Conn); ok {
 		st := tc.ConnectionState()
 		msg.TLSVersion, msg.CipherSuite = st.Version, st.CipherSuite
 	}
+	declared8 := s.body8
 	s.resetTx()
 	if err := s.Reply("354 End data with <CR><LF>.<CR><LF>"); err != nil {
 		return err
@@ -409,12 +431,18 @@ func (s *Session) cmdDATA(arg string) error {
 	if over {
 		return s.Reply("552 5.3.4 Error: message file too big")
 	}
+	if s.srv.opts.Strict8Bit && !declared8 && !isASCII(string(data)) {
+		// Why refuse rather than record: a client that sends 8-bit
+		// data without declaring it lets any 7-bit relay on the way
+		// mangle the message; the test should see that as a failure.
+		return s.Reply("554 5.6.1 8-bit data without BODY=8BITMIME")
+	}
 	msg.Raw, msg.Data = raw, data
 	if h := s.srv.opts.OnData; h != nil && h(s, msg) {
 		return nil
 	}
-	n := s.srv.addMessage(msg.clone())
-	return s.Reply(fmt.Sprintf("250 2.0.0 Ok: queued as %d", n))
+	id := s.srv.addMessage(msg.clone())
+	return s.Reply("250 2.0.0 Ok: queued as " + id)
 }
 
 // States of the end-of-data scanner.
@@ -429,20 +457,17 @@ const (
 // readData reads message data up to and including the terminating
 // CRLF "." CRLF. Only CRLF ends a line: a bare LF or CR is ordinary
 // content. raw holds the bytes as received, data the content without
-// dot-stuffing and without the terminator. Beyond limit bytes nothing is
-// kept and over is true, but the data is still consumed to its end.
+// dot-stuffing and without the terminator. Once the content exceeds limit
+// bytes (counted as data, the way RFC 1870 counts a message's size)
+// nothing more is kept and over is true, but the data is still consumed
+// to its end.
 func (s *Session) readData(limit int) (raw, data []byte, over bool, err error) {
 	state := dataLineStart
-	size := 0
+	size := 0 // length of the content so far, kept or not
 	for {
 		frag, err := s.br.ReadSlice('\n')
 		if err != nil && err != bufio.ErrBufferFull {
 			return nil, nil, false, err
-		}
-		size += len(frag)
-		if !over && size > limit {
-			over = true
-			raw, data = nil, nil
 		}
 		if !over {
 			raw = append(raw, frag...)
@@ -471,6 +496,7 @@ func (s *Session) readData(limit int) (raw, data []byte, over bool, err error) {
 					// of frag and nothing past the terminator is consumed.
 					return raw, data, over, nil
 				}
+				size++
 				if !over {
 					data = append(data, '\r')
 				}
@@ -493,169 +519,18 @@ func (s *Session) readData(limit int) (raw, data []byte, over bool, err error) {
 					state = dataMid
 				}
 			}
-			if keep && !over {
-				data = append(data, c)
+			if keep {
+				size++
+				if !over {
+					data = append(data, c)
+				}
+			}
+			if !over && size > limit {
+				// Why drop what was kept: the limit bounds the memory a
+				// client can make the server hold.
+				over = true
+				raw, data = nil, nil
 			}
 		}
 	}
-}
-
-// readAuthLine reads a client response inside an AUTH exchange. It
-// returns ok=false when the exchange is over (the hook took the line, the
-// client cancelled, or a reply was already sent) or err on connection
-// failure.
-func (s *Session) readAuthLine() (line string, ok bool, err error) {
-	line, tooLong, err := s.readLine()
-	if err != nil {
-		return "", false, err
-	}
-	s.srv.record(s.TLS(), line)
-	if tooLong {
-		return "", false, s.Reply("500 5.5.2 Line too long")
-	}
-	if h := s.srv.opts.Handler; h != nil && h(s, line) {
-		return "", false, nil
-	}
-	if line == "*" {
-		return "", false, s.Reply("501 5.7.0 Authentication aborted")
-	}
-	return line, true, nil
-}
-
-// decodeSASL decodes a base64 client response; "=" stands for an empty
-// response.
-func decodeSASL(line string) ([]byte, bool) {
-	line = strings.TrimSpace(line)
-	if line == "=" {
-		return []byte{}, true
-	}
-	b, err := base64.StdEncoding.DecodeString(line)
-	return b, err == nil
-}
-
-// challenge sends a 334 continuation with the base64 of c and reads the
-// decoded response.
-func (s *Session) challenge(c string) (resp []byte, ok bool, err error) {
-	if err := s.Reply("334 " + base64.StdEncoding.EncodeToString([]byte(c))); err != nil {
-		return nil, false, err
-	}
-	line, ok, err := s.readAuthLine()
-	if !ok || err != nil {
-		return nil, false, err
-	}
-	resp, ok = decodeSASL(line)
-	if !ok {
-		return nil, false, s.Reply("501 5.5.2 Cannot decode response")
-	}
-	return resp, true, nil
-}
-
-func (s *Session) cmdAUTH(arg string) error {
-	mech, initial, hasInitial := strings.Cut(arg, " ")
-	initial = strings.TrimSpace(initial)
-	hasInitial = hasInitial && initial != ""
-	switch {
-	case mech == "":
-		return s.Reply("501 5.5.4 Syntax: AUTH mechanism")
-	case s.authUser != "":
-		return s.Reply("503 5.5.1 Error: already authenticated")
-	case !s.greeted:
-		return s.Reply("503 5.5.1 Error: send HELO/EHLO first")
-	case s.inTx:
-		return s.Reply("503 5.5.1 Error: MAIL transaction in progress")
-	}
-	mech = strings.ToUpper(mech)
-	known := false
-	for _, m := range s.srv.mechs {
-		if strings.EqualFold(m, mech) {
-			known = true
-		}
-	}
-	if !known {
-		return s.Reply("504 5.5.4 Unrecognized authentication type")
-	}
-	o := &s.srv.opts
-	if !s.TLS() && !o.AuthBeforeTLS && !o.AuthOnlyBeforeTLS {
-		return s.Reply("538 5.7.11 Encryption required for requested authentication mechanism")
-	}
-	if !s.authAdvertised() {
-		return s.Reply("504 5.5.4 Unrecognized authentication type")
-	}
-
-	switch mech {
-	case "PLAIN", "LOGIN", "CRAM-MD5":
-	default:
-		// Advertised by configuration but not implemented.
-		return s.Reply("504 5.5.4 Unrecognized authentication type")
-	}
-
-	var initialResp []byte
-	if hasInitial {
-		var ok bool
-		if initialResp, ok = decodeSASL(initial); !ok {
-			return s.Reply("501 5.5.2 Cannot decode response")
-		}
-	}
-
-	var user string
-	var good bool
-	switch mech {
-	case "PLAIN":
-		resp := initialResp
-		if !hasInitial {
-			var ok bool
-			var err error
-			if resp, ok, err = s.challenge(""); !ok {
-				return err
-			}
-		}
-		parts := strings.Split(string(resp), "\x00")
-		if len(parts) == 3 {
-			user = parts[1]
-			pass, exists := s.srv.users[user]
-			good = exists && pass == parts[2] && (parts[0] == "" || parts[0] == user)
-		}
-	case "LOGIN":
-		name := initialResp
-		if !hasInitial {
-			var ok bool
-			var err error
-			if name, ok, err = s.challenge("Username:"); !ok {
-				return err
-			}
-		}
-		pass, ok, err := s.challenge("Password:")
-		if !ok {
-			return err
-		}
-		user = string(name)
-		want, exists := s.srv.users[user]
-		good = exists && want == string(pass)
-	case "CRAM-MD5":
-		if hasInitial {
-			return s.Reply("501 5.5.4 Syntax: CRAM-MD5 takes no initial response")
-		}
-		var rnd [8]byte
-		rand.Read(rnd[:])
-		chal := fmt.Sprintf("<%d.%d@%s>", binary.BigEndian.Uint64(rnd[:])>>1, time.Now().UnixNano(), s.srv.hostname)
-		resp, ok, err := s.challenge(chal)
-		if !ok {
-			return err
-		}
-		r := string(resp)
-		if i := strings.LastIndexByte(r, ' '); i >= 0 {
-			user = r[:i]
-			if pass, exists := s.srv.users[user]; exists {
-				mac := hmac.New(md5.New, []byte(pass))
-				mac.Write([]byte(chal))
-				want := hex.EncodeToString(mac.Sum(nil))
-				good = hmac.Equal([]byte(want), []byte(strings.ToLower(r[i+1:])))
-			}
-		}
-	}
-	if !good {
-		return s.Reply("535 5.7.8 Error: authentication failed: authentication failure")
-	}
-	s.authUser = user
-	return s.Reply("235 2.7.0 Authentication successful")
 }

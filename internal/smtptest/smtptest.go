@@ -9,24 +9,39 @@
 // accepts, and offers hooks and fault switches for tests against hostile or
 // broken servers.
 //
+// What a client sends is verified, not just accepted: the SASL mechanisms
+// (PLAIN, LOGIN, CRAM-MD5, SCRAM-SHA-1 and SCRAM-SHA-256 with their
+// channel-binding -PLUS variants, XOAUTH2, OAUTHBEARER) check the
+// credentials in Options, and MAIL and RCPT parameters are checked
+// against the extensions the server advertises.
+//
 // The server is meant for tests and examples only: it has no timeouts of
 // its own, keeps everything in memory, and trusts its hooks.
 package smtptest
 
 import (
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
 )
 
-// defaultDataLimit is the largest message (counted as raw bytes after the
-// 354 reply) the server stores before answering 552.
+// defaultDataLimit is the largest message the server stores before
+// answering 552, counted as RFC 1870 counts SIZE: the content without
+// dot-stuffing and without the terminating ".\r\n". A smaller SIZE limit
+// in Options.Extensions lowers it.
 const defaultDataLimit = 64 << 20
+
+// defaultScramIterations is the SCRAM iteration count when
+// Options.ScramIterations is not set: the minimum RFC 7677 section 4
+// asks clients to accept.
+const defaultScramIterations = 4096
 
 // CertKind selects the certificate a Server presents.
 type CertKind int
@@ -79,12 +94,47 @@ type Options struct {
 	// default.
 	MaxTLSVersion uint16
 	// Users maps usernames to passwords; nil means {"user": "pass"}.
+	// PLAIN, LOGIN, CRAM-MD5 and the SCRAM mechanisms check against it.
+	// SCRAM uses the password bytes as they are, without SASLprep
+	// (RFC 4013), which makes no difference for ASCII passwords.
 	Users map[string]string
+	// Tokens maps OAuth 2.0 access tokens to the username each one
+	// authenticates, for XOAUTH2 and OAUTHBEARER; nil means
+	// {"token": "user"}.
+	Tokens map[string]string
 	// AuthMechanisms lists the SASL mechanisms advertised and accepted;
 	// nil means {"PLAIN", "LOGIN", "CRAM-MD5"}. An empty non-nil slice
-	// disables AUTH. Only PLAIN, LOGIN and CRAM-MD5 are implemented; other
-	// names are advertised but answered with 504.
+	// disables AUTH. Implemented are PLAIN, LOGIN, CRAM-MD5,
+	// SCRAM-SHA-1 and SCRAM-SHA-256 (RFC 5802, RFC 7677), their -PLUS
+	// variants with the "tls-exporter" channel binding (RFC 9266),
+	// XOAUTH2 and OAUTHBEARER (RFC 7628); other names are advertised but
+	// answered with 504. Names ending in "-PLUS" are only advertised and
+	// accepted under TLS, and only when the connection can export keying
+	// material (TLS 1.3, or TLS 1.2 with Extended Master Secret).
+	//
+	// A successful SCRAM exchange ends with the server signature
+	// ("v=...") in a 334 challenge, which the client answers with an
+	// empty line, and then 235 (RFC 4954 section 4); a failed one ends at
+	// once with "535 5.7.8 Error: authentication failed: <e>", where <e>
+	// is the RFC 5802 server-error-value, such as "invalid-proof" or
+	// "channel-bindings-dont-match". A refused OAuth token gets the JSON
+	// error (see OAuthErrorJSON) in a 334 challenge and, after the
+	// client's dummy response (%x01 for OAUTHBEARER, an empty line for
+	// XOAUTH2), "535 5.7.8 Username and Password not accepted".
 	AuthMechanisms []string
+	// ScramIterations is the iteration count the server sends in SCRAM
+	// (the i= attribute); 0 or less means 4096. Lower values let tests
+	// check that a client refuses them. Every Server salts with its own
+	// random salt.
+	ScramIterations int
+	// OAuthErrorJSON, if set, replaces the JSON document the server sends
+	// base64-encoded in a 334 reply when XOAUTH2 or OAUTHBEARER presents
+	// a token that is not in Tokens for that user. The defaults are
+	// {"status":"invalid_token","scope":"https://mail.example/","schemes":"bearer"}
+	// for OAUTHBEARER (RFC 7628 section 3.2.2) and
+	// {"status":"401","schemes":"bearer","scope":"https://mail.google.com/"}
+	// for XOAUTH2.
+	OAuthErrorJSON string
 	// AuthBeforeTLS also advertises and accepts AUTH on a plaintext
 	// session. By default AUTH is only advertised and accepted under TLS,
 	// and AUTH on a plaintext session gets "538 5.7.11 Encryption required
@@ -97,8 +147,37 @@ type Options struct {
 	// Extensions lists the EHLO keywords sent after the hostname line; nil
 	// means {"PIPELINING", "SIZE 67108864", "8BITMIME",
 	// "ENHANCEDSTATUSCODES", "SMTPUTF8"}. The server appends the STARTTLS
-	// and AUTH lines itself.
+	// and AUTH lines itself. The lines are sent as given, in every state.
+	//
+	// They also decide which MAIL and RCPT parameters are accepted (RFC
+	// 5321 section 4.1.1.11): SIZE=n with "SIZE" (RFC 1870; with "SIZE n"
+	// and n > 0, a larger declared or actual size gets 552), BODY=7BIT
+	// and BODY=8BITMIME with "8BITMIME" (RFC 6152), SMTPUTF8 with
+	// "SMTPUTF8" (RFC 6531), RET, ENVID, NOTIFY and ORCPT with "DSN" (RFC
+	// 3461), REQUIRETLS with "REQUIRETLS" (RFC 8689; refused with 530
+	// outside TLS even when advertised there), and AUTH= whenever AUTH is
+	// advertised (RFC 4954 section 5). Any other parameter, or one whose
+	// extension is not listed, gets "555 5.5.4 Unsupported option: ...";
+	// a listed parameter with a malformed or repeated value gets 501.
 	Extensions []string
+	// Strict8Bit refuses data the envelope did not declare: a message
+	// with a byte >= 0x80 whose MAIL command lacked BODY=8BITMIME gets
+	// "554 5.6.1 8-bit data without BODY=8BITMIME" and is not recorded
+	// (RFC 6152; SMTPUTF8 alone does not declare it), and a non-ASCII
+	// address in MAIL or RCPT without SMTPUTF8 on MAIL gets "553 5.6.7
+	// Non-ASCII address without SMTPUTF8" (RFC 6531). By default both are
+	// accepted, as many servers do, so that tests of other behaviour need
+	// not care.
+	Strict8Bit bool
+	// RcptReply, if set, is called with the address of every RCPT
+	// command that passed the server's own checks. If it returns a
+	// non-empty string, that string is sent as the whole reply (for
+	// example "550 5.1.1 <x@example.org>: Recipient address rejected:
+	// User unknown"; separate the lines of a multi-line reply with
+	// "\r\n") instead of "250 2.1.5 Ok", and the recipient is recorded
+	// only if the reply starts with '2'. It runs on the session's
+	// goroutine.
+	RcptReply func(addr string) string
 
 	// StripSTARTTLS never advertises STARTTLS and answers the STARTTLS
 	// command with "502 5.5.1 STARTTLS not available".
@@ -137,7 +216,8 @@ type Options struct {
 	// (or closed the session) and the message is not recorded; if it
 	// returns false, *msg (including any changes the hook made) is
 	// recorded and acknowledged with 250. The transaction is reset either
-	// way. Messages over the size limit get 552 without calling OnData.
+	// way. Messages over the size limit get 552, and with Strict8Bit
+	// undeclared 8-bit messages get 554, without calling OnData.
 	OnData func(s *Session, msg *Message) bool
 
 	// dataLimit overrides defaultDataLimit (for this package's tests).
@@ -153,6 +233,10 @@ type Message struct {
 	// MailParams is everything after the closing '>' of MAIL FROM,
 	// trimmed (for example "BODY=8BITMIME SMTPUTF8").
 	MailParams string
+	// RcptParams holds, for each address in To, everything after the
+	// closing '>' of its RCPT TO, trimmed (for example
+	// "NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;b@example.net"), "" if none.
+	RcptParams []string
 	// Data is the message content with dot-stuffing removed, without the
 	// terminating ".\r\n". Line endings are kept as received.
 	Data []byte
@@ -166,12 +250,23 @@ type Message struct {
 	// session (tls.VersionTLS13, tls.TLS_AES_128_GCM_SHA256, ...), zero
 	// when TLS is false.
 	TLSVersion, CipherSuite uint16
-	// AuthUser is the authenticated username, or "" if none.
+	// AuthUser is the authenticated username, or "" if none. For
+	// XOAUTH2 and OAUTHBEARER it is the user the token belongs to.
 	AuthUser string
+	// AuthMechanism is the SASL mechanism of that authentication, in
+	// upper case (for example "SCRAM-SHA-256-PLUS"), or "" if none.
+	AuthMechanism string
+	// QueueID is the identifier the server gave the message in its final
+	// reply, "250 2.0.0 Ok: queued as <QueueID>". The server numbers
+	// messages 1, 2, ... in the order it records them, restarting at
+	// Reset; OnData sees an empty QueueID, since the number is only
+	// taken when the message is recorded.
+	QueueID string
 }
 
 func (m Message) clone() Message {
 	m.To = append([]string(nil), m.To...)
+	m.RcptParams = append([]string(nil), m.RcptParams...)
 	m.Data = append([]byte(nil), m.Data...)
 	m.Raw = append([]byte(nil), m.Raw...)
 	return m
@@ -190,12 +285,17 @@ type Server struct {
 	opts      Options
 	hostname  string
 	users     map[string]string
+	tokens    map[string]string
 	mechs     []string
 	exts      []string
 	dataLimit int
+	sizeLimit int64 // from "SIZE n" in exts; 0 means none
 	tlsConfig *tls.Config
 	caCert    *x509.Certificate
 	caPEM     []byte
+
+	scramSalt  []byte // one random salt for every user
+	scramIters int
 
 	implicitLn net.Listener
 	startTLSLn net.Listener
@@ -252,6 +352,24 @@ func Start(opts *Options) (*Server, error) {
 			s.users[u] = p
 		}
 	}
+	s.tokens = make(map[string]string)
+	if o.Tokens == nil {
+		s.tokens["token"] = "user"
+	} else {
+		for tok, u := range o.Tokens {
+			s.tokens[tok] = u
+		}
+	}
+	s.sizeLimit = sizeLimit(s.exts)
+	if s.sizeLimit > 0 && s.sizeLimit < int64(s.dataLimit) {
+		s.dataLimit = int(s.sizeLimit)
+	}
+	s.scramIters = o.ScramIterations
+	if s.scramIters <= 0 {
+		s.scramIters = defaultScramIterations
+	}
+	s.scramSalt = make([]byte, 16)
+	rand.Read(s.scramSalt)
 
 	certs, err := newCertSet(o.Cert)
 	if err != nil {
@@ -467,11 +585,12 @@ func (s *Server) record(isTLS bool, line string) {
 	s.mu.Unlock()
 }
 
-// addMessage records m and returns its queue number.
-func (s *Server) addMessage(m Message) int {
+// addMessage gives m the next queue ID, records it and returns the ID.
+func (s *Server) addMessage(m Message) string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.messages = append(s.messages, m)
 	s.queueID++
-	return s.queueID
+	m.QueueID = strconv.Itoa(s.queueID)
+	s.messages = append(s.messages, m)
+	return m.QueueID
 }
