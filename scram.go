@@ -51,7 +51,7 @@ type scramAuth struct {
 	username string
 	password secret
 	hashName string // "SHA-1" or "SHA-256"; "" means SHA-256
-	plus               bool   // the -PLUS variant: channel binding required
+	plus     bool   // the -PLUS variant: channel binding required
 
 	// Set by session: the TLS connection, for channel binding.
 	state *tls.ConnectionState
