@@ -172,7 +172,7 @@ func TestDial(t *testing.T) {
 			if ok, mechs := c.Extension("AUTH"); !ok {
 				t.Errorf("no AUTH after TLS")
 			} else {
-				for _, m := range []string{"PLAIN", "LOGIN", "CRAM-MD5", "SCRAM-SHA-256"} {
+				for _, m := range []string{"PLAIN", "LOGIN", "CRAM-MD5", "SCRAM-SHA-1", "SCRAM-SHA-256", "XOAUTH2", "OAUTHBEARER"} {
 					if !strings.Contains(" "+mechs+" ", " "+m+" ") {
 						t.Errorf("AUTH %q lacks %s", mechs, m)
 					}
@@ -250,6 +250,7 @@ func TestAuthMechanisms(t *testing.T) {
 			{"PLAIN", tlsmail.PlainAuth("", s.User, s.Password, host(t, addr))},
 			{"LOGIN", tlsmail.LoginAuth(s.User, s.Password, host(t, addr))},
 			{"CRAM-MD5", tlsmail.CRAMMD5Auth(s.User, s.Password)},
+			{"SCRAM-SHA-1", tlsmail.ScramSHA1Auth(s.User, s.Password)},
 			{"SCRAM-SHA-256", tlsmail.ScramSHA256Auth(s.User, s.Password)},
 		} {
 			t.Run(mode.String()+"/"+mech.name, func(t *testing.T) {
@@ -380,7 +381,7 @@ func TestLFLineEnds(t *testing.T) {
 	s.checkDelivered(t, rcpt, id, msg, false)
 }
 
-// TestLargeMessage sends 5 MB, under Postfix's 20 MB message_size_limit.
+// TestLargeMessage sends 5 MB, under Postfix's 10 MiB message_size_limit.
 func TestLargeMessage(t *testing.T) {
 	s := needServer(t)
 	const size = 5 << 20
@@ -498,6 +499,7 @@ func TestWrongPassword(t *testing.T) {
 		{"PLAIN", tlsmail.PlainAuth("", s.User, bad, h)},
 		{"LOGIN", tlsmail.LoginAuth(s.User, bad, h)},
 		{"CRAM-MD5", tlsmail.CRAMMD5Auth(s.User, bad)},
+		{"SCRAM-SHA-1", tlsmail.ScramSHA1Auth(s.User, bad)},
 		{"SCRAM-SHA-256", tlsmail.ScramSHA256Auth(s.User, bad)},
 	} {
 		t.Run(mech.name, func(t *testing.T) {

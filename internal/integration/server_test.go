@@ -39,6 +39,12 @@ type server struct {
 	Domain       string   // TLSMAIL_DOMAIN
 	Maillog      string   // TLSMAIL_MAILLOG
 	Rcpts        []string // TLSMAIL_RCPTS
+
+	// Set by start.sh since the oauth2 passdb and the size limit; empty
+	// or zero in the env file of an older server, and the tests that need
+	// them then fail and say so.
+	OAuthPort string // TLSMAIL_OAUTH_PORT: Dovecot's token introspection endpoint
+	SizeLimit int64  // TLSMAIL_SIZE_LIMIT: Postfix's message_size_limit
 }
 
 var (
@@ -95,6 +101,14 @@ func loadServer() (*server, string) {
 		Maildir:      env["TLSMAIL_MAILDIR"],
 		Domain:       env["TLSMAIL_DOMAIN"],
 		Maillog:      env["TLSMAIL_MAILLOG"],
+		OAuthPort:    env["TLSMAIL_OAUTH_PORT"],
+	}
+	if v := env["TLSMAIL_SIZE_LIMIT"]; v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n <= 0 {
+			return nil, fmt.Sprintf("Postfix test server env file %s: bad TLSMAIL_SIZE_LIMIT %q", path, v)
+		}
+		s.SizeLimit = n
 	}
 	if s.ServerName == "" {
 		s.ServerName = "mail." + s.Domain

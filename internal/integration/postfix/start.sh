@@ -13,6 +13,13 @@
 #   TLSMAIL_IMPLICIT_ADDR  implicit TLS submission (RFC 8314), AUTH required
 #   TLSMAIL_STARTTLS_ADDR  submission with STARTTLS required, AUTH after TLS only
 #   TLSMAIL_PLAIN_ADDR     plaintext only: no STARTTLS, no AUTH (must be refused)
+#   TLSMAIL_OAUTH_PORT     where Dovecot's oauth2 passdb expects the token
+#                          introspection endpoint, http://127.0.0.1:PORT/introspect;
+#                          nothing listens there until a Go test serves it
+#
+# Postfix's message_size_limit is TLSMAIL_SIZE_LIMIT (10 MiB); addresses of the
+# test domain other than the sender and TLSMAIL_RCPTS are refused at RCPT time
+# (550 5.1.1, virtual_mailbox_maps).
 #
 # Stop with internal/integration/postfix/stop.sh (same TLSMAIL_POSTFIX_DIR).
 set -euo pipefail
@@ -153,7 +160,7 @@ port_busy() {
 	fi
 }
 PORTS=()
-while ((${#PORTS[@]} < 3)); do
+while ((${#PORTS[@]} < 4)); do
 	p=$(shuf -i "$port_lo-$port_hi" -n 1)
 	[[ " ${PORTS[*]-} " == *" $p "* ]] && continue
 	port_busy "$p" && continue
@@ -162,6 +169,8 @@ done
 P_IMPLICIT=${PORTS[0]}
 P_STARTTLS=${PORTS[1]}
 P_PLAIN=${PORTS[2]}
+P_OAUTH=${PORTS[3]}
+SIZE_LIMIT=10485760
 
 # ---------------------------------------------------------------------------
 # 6. Dovecot: private auth-only instance.
@@ -188,11 +197,20 @@ auth_failure_delay = 0
 # Postfix decides where AUTH is offered (TLS only); plaintext mechanisms are
 # fine over Postfix's TLS connections.
 disable_plaintext_auth = no
-auth_mechanisms = plain login cram-md5 scram-sha-256
+auth_mechanisms = plain login cram-md5 scram-sha-1 scram-sha-256 xoauth2 oauthbearer
 auth_username_format = %u
+# Passwords for the password mechanisms; the token mechanisms never look here.
 passdb {
   driver = passwd-file
+  mechanisms = plain login cram-md5 scram-sha-1 scram-sha-256
   args = scheme=PLAIN username_format=%u $DOVE/passwd
+}
+# Tokens for XOAUTH2 and OAUTHBEARER, checked with the introspection endpoint
+# (RFC 7662) that the Go tests serve on 127.0.0.1:$P_OAUTH while they run.
+passdb {
+  driver = oauth2
+  mechanisms = xoauth2 oauthbearer
+  args = $DOVE/dovecot-oauth2.conf.ext
 }
 userdb {
   driver = static
@@ -212,6 +230,19 @@ service anvil {
     mode = 0
   }
 }
+EOF
+
+cat >"$DOVE/dovecot-oauth2.conf.ext" <<EOF
+# Token introspection (RFC 7662) by POST, against the Go tests' endpoint. The
+# endpoint answers {"active":true,"username":...} for the token it issued.
+introspection_mode = post
+introspection_url = http://127.0.0.1:$P_OAUTH/introspect
+force_introspection = yes
+username_attribute = username
+username_format = %u
+active_attribute = active
+active_value = true
+timeout_msecs = 5000
 EOF
 
 # Run a daemon-starting command detached: new session, no inherited fds.
@@ -284,7 +315,7 @@ remote_header_rewrite_domain =
 always_add_missing_headers = no
 smtpd_sasl_authenticated_header = no
 smtpd_tls_received_header = no
-message_size_limit = 20971520
+message_size_limit = $SIZE_LIMIT
 mailbox_size_limit = 0
 smtputf8_enable = yes
 smtpd_client_port_logging = yes
@@ -402,6 +433,8 @@ cat >"$ENVFILE.tmp" <<EOF
 TLSMAIL_IMPLICIT_ADDR=127.0.0.1:$P_IMPLICIT
 TLSMAIL_STARTTLS_ADDR=127.0.0.1:$P_STARTTLS
 TLSMAIL_PLAIN_ADDR=127.0.0.1:$P_PLAIN
+TLSMAIL_OAUTH_PORT=$P_OAUTH
+TLSMAIL_SIZE_LIMIT=$SIZE_LIMIT
 TLSMAIL_CA_FILE=$TLS/ca.pem
 TLSMAIL_SERVER_NAME=$HOSTNAME_
 TLSMAIL_USER=$SENDER
