@@ -43,6 +43,15 @@
 // invalid UTF-8 are replaced, it is cut to about 1 KiB, and any run of
 // characters that repeats credentials sent on the session is withheld.
 //
+// # Authentication and the message-level API
+//
+// PasswordAuth and OAuth2Auth choose the strongest mechanism the server
+// offers (SCRAM with channel binding, SCRAM, PLAIN or LOGIN; OAUTHBEARER
+// or XOAUTH2); Client.AuthMechanism tells which ran. Client.Send and
+// Dialer.Send send a Message with SIZE, DSN and REQUIRETLS, ask for
+// 8BITMIME and SMTPUTF8 only when needed, and report a Result per
+// recipient.
+//
 // # Use
 //
 // The simplest use is unchanged from net/smtp:

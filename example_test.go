@@ -1,6 +1,7 @@
 package tlsmail_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log"
@@ -155,4 +156,101 @@ func ExampleDialer_refusesPlaintext() {
 	// Output:
 	// true
 	// [plain: EHLO localhost]
+}
+
+func ExampleOAuth2Auth() {
+	// Gmail and Microsoft 365 take an OAuth 2.0 access token (XOAUTH2 or
+	// OAUTHBEARER). The TokenSource is called for every connection, so
+	// a long-running program always sends a fresh token; with
+	// golang.org/x/oauth2, wrap ts.Token() as shown on TokenSource.
+	srv := startServer(&smtptest.Options{
+		AuthMechanisms: []string{"XOAUTH2", "OAUTHBEARER"},
+		Tokens:         map[string]string{"ya29.a0-example": "me@example.org"},
+	})
+	defer srv.Close()
+
+	token := tlsmail.StaticToken("ya29.a0-example")
+	auth := tlsmail.OAuth2Auth("me@example.org", token, "127.0.0.1") // "smtp.gmail.com" for real
+	c, err := tlsmail.Dial(srv.ImplicitAddr)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Auth(auth); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(c.AuthMechanism())
+
+	// A refused token is an *OAuthError with the server's status and
+	// scope, never the token.
+	c2, _ := tlsmail.Dial(srv.ImplicitAddr)
+	defer c2.Close()
+	err = c2.Auth(tlsmail.XOAuth2Auth("me@example.org", tlsmail.StaticToken("expired"), "127.0.0.1"))
+	var oe *tlsmail.OAuthError
+	if errors.As(err, &oe) {
+		fmt.Println(oe.Status, oe.Scope, oe.Reply.Code)
+	}
+	// Output:
+	// OAUTHBEARER
+	// 401 https://mail.google.com/ 535
+}
+
+func ExamplePasswordAuth() {
+	// An app password (Google Workspace, iCloud, Fastmail) or an
+	// ordinary one: PasswordAuth picks the strongest mechanism the
+	// server offers after TLS, here SCRAM with channel binding.
+	srv := startServer(&smtptest.Options{
+		AuthMechanisms: []string{"PLAIN", "LOGIN", "SCRAM-SHA-256", "SCRAM-SHA-256-PLUS"},
+		Users:          map[string]string{"me@example.org": "abcd efgh ijkl mnop"},
+	})
+	defer srv.Close()
+
+	c, err := tlsmail.Dial(srv.ImplicitAddr)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Auth(tlsmail.PasswordAuth("me@example.org", "abcd efgh ijkl mnop", "127.0.0.1")); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(c.AuthMechanism())
+	// Output:
+	// SCRAM-SHA-256-PLUS
+}
+
+func ExampleClient_Send() {
+	srv := startServer(&smtptest.Options{
+		Extensions: []string{"SIZE 10485760", "8BITMIME", "DSN", "ENHANCEDSTATUSCODES"},
+		RcptReply: func(addr string) string {
+			if addr == "nobody@example.net" {
+				return "550 5.1.1 <nobody@example.net>: Recipient address rejected: User unknown"
+			}
+			return ""
+		},
+	})
+	defer srv.Close()
+
+	var d tlsmail.Dialer
+	res, err := d.Send(context.Background(), srv.ImplicitAddr, nil, &tlsmail.Message{
+		From:            "sender@example.org",
+		To:              []string{"friend@example.net", "nobody@example.net"},
+		Body:            strings.NewReader("Subject: hi\r\n\r\nHello.\r\n"),
+		DSN:             tlsmail.DSN{Notify: tlsmail.NotifyFailure},
+		PartialDelivery: true, // deliver to those accepted
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, r := range res.Recipients {
+		if r.Err != nil {
+			fmt.Println(r.Addr, "refused:", r.Err.Code, r.Err.EnhancedCode, r.Err.Temporary())
+		} else {
+			fmt.Println(r.Addr, "accepted")
+		}
+	}
+	fmt.Println(res.Reply.Code, res.Reply.Message)
+	// Output:
+	// friend@example.net accepted
+	// nobody@example.net refused: 550 5.1.1 false
+	// 250 Ok: queued as 1
 }
