@@ -103,12 +103,6 @@ func (r *redactor) redact(text string) (string, bool) {
 	return b.String(), true
 }
 
-// contains reports whether text repeats any secret run.
-func (r *redactor) contains(text []byte) bool {
-	_, changed := r.redact(string(text))
-	return changed
-}
-
 // foreignSecrets returns the parts of an AUTH response from a mechanism
 // of another package (a net/smtp Auth) to treat as secret. Such a
 // mechanism does not say what its secret is, so the response's structure
