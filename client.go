@@ -116,7 +116,11 @@ func NewClient(conn net.Conn, host string) (*Client, error) {
 	if err := c.readGreeting(context.Background()); err != nil {
 		closeNow(conn)
 		if errors.Is(err, os.ErrDeadlineExceeded) {
-			return nil, noGreetingError(host, c.timeouts.greeting, err)
+			addr := host
+			if ra := conn.RemoteAddr(); ra != nil {
+				addr = ra.String() // with the port, so the hint can name 465
+			}
+			return nil, noGreetingError(addr, c.timeouts.greeting, err)
 		}
 		return nil, netsmtpError(err)
 	}

@@ -996,3 +996,28 @@ func TestNewClientRecognisesWrappedTLS(t *testing.T) {
 		c.Close()
 	}
 }
+
+// TestNewClientNoGreetingHint checks that NewClient, like a Dialer in
+// STARTTLS mode, explains a missing greeting (the default 30 s wait).
+func TestNewClientNoGreetingHint(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		if c, err := ln.Accept(); err == nil {
+			defer c.Close()
+			io.Copy(io.Discard, c) // an implicit-TLS server waiting for a ClientHello
+		}
+	}()
+	conn, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = NewClient(conn, "127.0.0.1")
+	if !errors.Is(err, ErrNoGreeting) || !errors.Is(err, os.ErrDeadlineExceeded) || !strings.Contains(err.Error(), "implicit TLS") {
+		t.Fatalf("NewClient = %v; want ErrNoGreeting with the implicit-TLS hint", err)
+	}
+}

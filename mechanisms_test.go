@@ -263,3 +263,38 @@ func TestPasswordAuthOnlyToItsHost(t *testing.T) {
 		t.Errorf("server received %q; want no AUTH", got)
 	}
 }
+
+// TestOAuthBearerInitialResponse checks the exact client response of RFC
+// 7628 section 3.1 (the section 4.1 example without the optional port).
+func TestOAuthBearerInitialResponse(t *testing.T) {
+	a := OAuthBearerAuth("user@example.com", StaticToken("vF9dft4qmTc2Nvb3RlckBhbHRhdmlzdGEuY29tCg=="), "server.example.com")
+	mech, resp, err := a.Start(&ServerInfo{Name: "server.example.com", TLS: true, Auth: []string{"OAUTHBEARER"}})
+	want := "n,a=user@example.com,\x01host=server.example.com\x01auth=Bearer vF9dft4qmTc2Nvb3RlckBhbHRhdmlzdGEuY29tCg==\x01\x01"
+	if err != nil || mech != "OAUTHBEARER" || string(resp) != want {
+		t.Errorf("Start = %q, %q, %v; want %q", mech, resp, err, want)
+	}
+	a = XOAuth2Auth("someuser@example.com", StaticToken("ya29.vF9dft4qmTc2Nvb3RlckBhbHRhdmlzdGEuY29tCg"), "smtp.gmail.com")
+	_, resp, err = a.Start(&ServerInfo{Name: "smtp.gmail.com", TLS: true})
+	// Google's documented XOAUTH2 format.
+	if want := "user=someuser@example.com\x01auth=Bearer ya29.vF9dft4qmTc2Nvb3RlckBhbHRhdmlzdGEuY29tCg\x01\x01"; err != nil || string(resp) != want {
+		t.Errorf("XOAUTH2 response %q, %v; want %q", resp, err, want)
+	}
+	if _, _, err := a.Start(&ServerInfo{Name: "evil.example", TLS: true}); err == nil {
+		t.Error("XOAUTH2 token sent to another host")
+	}
+}
+
+// TestScramPlusOnTLS12 checks the binding on TLS 1.2, which crypto/tls
+// negotiates with extended master secret, so tls-exporter is allowed
+// (RFC 9266 section 4.2).
+func TestScramPlusOnTLS12(t *testing.T) {
+	srv := smtptest.NewServer(t, &smtptest.Options{MaxTLSVersion: tls.VersionTLS12,
+		AuthMechanisms: []string{"SCRAM-SHA-256-PLUS"}, Users: map[string]string{"jdoe": "s3cret-pass"}})
+	c := dialerClient(t, srv)
+	if st, _ := c.TLSConnectionState(); st.Version != tls.VersionTLS12 {
+		t.Fatalf("negotiated %x", st.Version)
+	}
+	if err := c.Auth(PasswordAuth("jdoe", "s3cret-pass", "127.0.0.1")); err != nil || c.AuthMechanism() != "SCRAM-SHA-256-PLUS" {
+		t.Fatalf("Auth = %v, mechanism %q", err, c.AuthMechanism())
+	}
+}
