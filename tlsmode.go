@@ -195,9 +195,12 @@ func (d *Dialer) Dial(addr string) (*Client, error) {
 
 // DialContext connects to the SMTP server at addr (host:port), secures the
 // connection according to d.Mode, verifies the server certificate for the
-// host in addr and sends EHLO. The returned Client is TLS; Client.Mode
-// tells which path was used. ctx bounds everything DialContext does;
-// cancelling it interrupts the I/O in flight.
+// host in addr and reads the greeting. The EHLO under TLS is sent by the
+// first command that needs it, so Client.Hello can still choose its name
+// (in STARTTLS mode the plaintext EHLO before STARTTLS uses LocalName).
+// The returned Client is TLS; Client.Mode tells which path was used. ctx
+// bounds everything DialContext does; cancelling it interrupts the I/O in
+// flight.
 func (d *Dialer) DialContext(ctx context.Context, addr string) (*Client, error) {
 	host, err := splitAddr(addr)
 	if err != nil {
