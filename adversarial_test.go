@@ -1048,6 +1048,10 @@ func TestCredentialsNeverLeak(t *testing.T) {
 // otherwise the client is prompted for a user name and a password and
 // final answers the second response.
 func echoAuth(mechs []string, final func(s *smtptest.Session, text string)) *smtptest.Options {
+	// Why a mutex: the hook runs on each connection's goroutine, and a
+	// case may open a second connection while the first one's goroutine
+	// is still finishing.
+	var mu sync.Mutex
 	var sent []string
 	inAuth := false
 	finish := func(s *smtptest.Session) {
@@ -1060,6 +1064,8 @@ func echoAuth(mechs []string, final func(s *smtptest.Session, text string)) *smt
 		final(s, text)
 	}
 	return &smtptest.Options{AuthMechanisms: mechs, Handler: func(s *smtptest.Session, line string) bool {
+		mu.Lock()
+		defer mu.Unlock()
 		if f := strings.Fields(line); len(f) >= 2 && f[0] == "AUTH" {
 			sent = f[2:]
 			if len(sent) > 0 {
