@@ -46,6 +46,15 @@ func netsmtpClient(t *testing.T, srv *smtptest.Server) *Client {
 	return c
 }
 
+// clientOf returns a Client made the net/smtp way or by a Dialer.
+func clientOf(t *testing.T, srv *smtptest.Server, netsmtp bool) *Client {
+	t.Helper()
+	if netsmtp {
+		return netsmtpClient(t, srv)
+	}
+	return dialerClient(t, srv)
+}
+
 func dialerClient(t *testing.T, srv *smtptest.Server) *Client {
 	t.Helper()
 	c, err := testDialer(srv, ImplicitTLS).Dial(srv.ImplicitAddr)
@@ -168,12 +177,7 @@ func TestServerTextSanitised(t *testing.T) {
 	hostile := "550 5.7.1 \x1b[2J\x1b]0;owned\x07 a\x00b\rc \xff\xfe d\u009b1m e\u2028f"
 	for _, netsmtp := range []bool{false, true} {
 		srv := smtptest.NewServer(t, replyTo("MAIL", hostile))
-		var c *Client
-		if netsmtp {
-			c = netsmtpClient(t, srv)
-		} else {
-			c = dialerClient(t, srv)
-		}
+		c := clientOf(t, srv, netsmtp)
 		err := c.Mail("a@example.com")
 		if err == nil {
 			t.Fatal("Mail succeeded")
@@ -212,12 +216,7 @@ func TestServerTextCapped(t *testing.T) {
 	lines = append(lines, "550 end")
 	for _, netsmtp := range []bool{false, true} {
 		srv := smtptest.NewServer(t, replyTo("MAIL", lines...))
-		var c *Client
-		if netsmtp {
-			c = netsmtpClient(t, srv)
-		} else {
-			c = dialerClient(t, srv)
-		}
+		c := clientOf(t, srv, netsmtp)
 		err := c.Mail("a@example.com")
 		if err == nil {
 			t.Fatal("Mail succeeded")
