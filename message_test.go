@@ -107,6 +107,7 @@ func TestSendExtensions(t *testing.T) {
 		{name: "8-bit without 8BITMIME", exts: []string{"SIZE 1000"}, msg: Message{Body: strings.NewReader(eight)}, is: ErrExtensionUnsupported},
 		{name: "UTF-8 header", msg: Message{Body: bytes.NewBufferString("Subject: \xc3\xbc\r\n\r\nx\r\n")}, mailParams: "SIZE=18 BODY=8BITMIME SMTPUTF8"},
 		{name: "too large", msg: Message{Body: strings.NewReader(strings.Repeat("x", 1001))}, is: ErrMessageTooLarge},
+		{name: "no SIZE offered", exts: []string{"8BITMIME"}, msg: Message{Body: strings.NewReader(strings.Repeat("x", 5000))}, mailParams: ""},
 		{name: "declared size", msg: Message{Body: strings.NewReader("x"), Size: 900}, mailParams: "SIZE=900"},
 		{name: "declared too large", msg: Message{Body: strings.NewReader("x"), Size: 1001}, is: ErrMessageTooLarge},
 		{name: "DSN", msg: Message{Body: strings.NewReader("x"), DSN: DSN{Return: ReturnHeaders, EnvelopeID: "id+1=2", Notify: NotifySuccess | NotifyFailure, OriginalRecipient: true}},
