@@ -107,4 +107,3 @@ func isASCIIBytes(b []byte) bool {
 	}
 	return true
 }
-
