@@ -53,6 +53,7 @@ type Client struct {
 	authMech string // the mechanism of the last AUTH
 	err      error  // sticky failure: once set, no command is sent
 	dataOpen bool   // a Data writer is open
+	quitSent bool   // QUIT went out with the last message
 
 	// secrets returns the credentials sent on this session, so that
 	// server text repeating any part of them is kept out of errors. Why a
@@ -665,6 +666,9 @@ func (c *Client) Quit() error {
 
 func (c *Client) quit(ctx context.Context) error {
 	defer c.Text.Close()
+	if c.quitSent {
+		return nil
+	}
 	if err := c.ready(); err != nil {
 		return err
 	}

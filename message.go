@@ -184,7 +184,7 @@ var (
 // Send requires the Client to be TLS, like Mail. Authenticate first with
 // Auth if the server needs it.
 func (c *Client) Send(ctx context.Context, m *Message) (*Result, error) {
-	return c.send(ctx, m, false)
+	return c.send(ctx, m, sendOpts{})
 }
 
 // Send dials addr as DialContext does, authenticates with a if it is not
@@ -206,7 +206,7 @@ func (d *Dialer) Send(ctx context.Context, addr string, a Auth, m *Message) (*Re
 			return nil, err
 		}
 	}
-	res, err := c.send(ctx, m, false)
+	res, err := c.send(ctx, m, sendOpts{lastUse: true})
 	if c.err == nil {
 		// After the 250 the message stays accepted whatever QUIT does.
 		c.quit(ctx)
@@ -363,87 +363,10 @@ func orcpt(addr string) string {
 	return "ORCPT=utf-8;" + b.String()
 }
 
-// send runs one mail transaction. firstRefusal stops at the first refused
-// recipient (SendMail's behaviour, as net/smtp's); otherwise every
-// recipient is tried so that the Result is complete.
-func (c *Client) send(ctx context.Context, m *Message, firstRefusal bool) (*Result, error) {
-	if err := checkEnvelope(m.From, m.To); err != nil {
-		return nil, err
-	}
-	if m.Body == nil {
-		return nil, fmt.Errorf("%w: Message.Body is nil", ErrInvalidInput)
-	}
-	if err := c.mailReady(ctx, "MAIL"); err != nil {
-		return nil, err
-	}
-	body := inspect(m.Body)
-	p, err := c.plan(m, body)
-	if err != nil {
-		return nil, err
-	}
-	line := "MAIL FROM:<" + m.From + ">"
-	if p.mailParams != "" {
-		line += " " + p.mailParams
-	}
-	if _, err := c.exchange(ctx, "MAIL", c.timeouts.command, []int{250}, line); err != nil {
-		return nil, err
-	}
-	res := &Result{Recipients: make([]RecipientResult, 0, len(m.To))}
-	var refused *Error
-	for i, r := range m.To {
-		line := "RCPT TO:<" + r + ">"
-		if p.rcptParams[i] != "" {
-			line += " " + p.rcptParams[i]
-		}
-		_, err := c.exchange(ctx, "RCPT", c.timeouts.command, []int{250, 251}, line)
-		var e *Error
-		switch {
-		case err == nil:
-		case errors.As(err, &e) && c.err == nil:
-			if refused == nil {
-				refused = e
-			}
-		default:
-			return res, err
-		}
-		res.Recipients = append(res.Recipients, RecipientResult{Addr: r, Err: e})
-		if e != nil && firstRefusal {
-			return res, e
-		}
-	}
-	if refused != nil && (!m.PartialDelivery || len(res.Accepted()) == 0) {
-		// Why RSET: the transaction must not go on to DATA; the
-		// recipients already accepted are dropped with it.
-		c.reset(ctx)
-		return res, refused
-	}
-	w, err := c.data(ctx)
-	if err != nil {
-		return res, err
-	}
-	w.sevenBit = p.sevenBit
-	if _, err := io.Copy(writerFunc(w.write), body.r); err != nil {
-		w.abort()
-		if c.err == nil {
-			// The caller's reader failed, not the connection. Why close
-			// without the end-of-data marker: a truncated message must
-			// not be delivered.
-			err = c.fail(wrap(err, "reading the message body (nothing was delivered)"))
-		}
-		return res, err
-	}
-	rep, err := w.closeReply()
-	if err != nil {
-		return res, err
-	}
-	res.Reply = newReply(rep, c.clean)
-	return res, nil
-}
-
-// reset sends RSET after a refused recipient; its own failure ends the
-// session but does not replace the refusal the caller needs to see.
-func (c *Client) reset(ctx context.Context) {
-	c.exchange(ctx, "RSET", c.timeouts.command, []int{250}, "RSET")
+// send runs one mail transaction.
+func (c *Client) send(ctx context.Context, m *Message, o sendOpts) (*Result, error) {
+	res, errs := c.run(ctx, []*Message{m}, o)
+	return res[0], errs[0]
 }
 
 func newReply(rep wire.Reply, clean func(string) string) *Reply {

@@ -87,7 +87,7 @@ func (c *Client) sendMail(ctx context.Context, a Auth, from string, to []string,
 			return err
 		}
 	}
-	_, err := c.send(ctx, &Message{From: from, To: to, Body: bytes.NewReader(msg)}, true)
+	_, err := c.send(ctx, &Message{From: from, To: to, Body: bytes.NewReader(msg)}, sendOpts{firstRefusal: true, lastUse: true})
 	return err
 }
 

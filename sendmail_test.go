@@ -102,8 +102,11 @@ func TestSendMailValidatesBeforeDialing(t *testing.T) {
 	}
 }
 
+// TestSendMailStopsAtRejectedRecipient: without PIPELINING, SendMail stops
+// at the first refused recipient and says goodbye. (With PIPELINING the
+// whole group has gone out; see TestPipelinedPartialRefusal.)
 func TestSendMailStopsAtRejectedRecipient(t *testing.T) {
-	srv := smtptest.NewServer(t, &smtptest.Options{Handler: func(s *smtptest.Session, line string) bool {
+	srv := smtptest.NewServer(t, &smtptest.Options{Extensions: []string{"SIZE 67108864", "8BITMIME"}, Handler: func(s *smtptest.Session, line string) bool {
 		if line == "RCPT TO:<bad@example.com>" {
 			s.Reply("550 5.1.1 User unknown")
 			return true

@@ -1,0 +1,660 @@
+package tlsmail
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/tlsmail/tlsmail/internal/wire"
+)
+
+// This file is the transaction engine behind Send, SendBatch and SendMail.
+//
+// With PIPELINING (RFC 2920) it writes commands in groups and reads their
+// replies afterwards, in order, checking every one (section 3.1: "Client
+// SMTP implementations that employ pipelining MUST check ALL statuses").
+// Without it, the same code sends one command and reads its reply before
+// the next, so results and errors are the same either way.
+//
+// The rule that keeps pipelining safe: a message is committed (end of
+// data, or BDAT ... LAST) only when every reply it depends on is known
+// good, or when committing cannot deliver it against the caller's policy.
+// The latter holds when the caller accepts partial delivery, or when the
+// message has a single recipient: if that recipient is refused, the
+// server has nobody to deliver to.
+
+// sendOpts says how a run of transactions is used.
+type sendOpts struct {
+	// firstRefusal reports the first refused recipient as the error,
+	// as SendMail (like net/smtp's) does; without pipelining, the
+	// remaining recipients are not tried.
+	firstRefusal bool
+	// lastUse says that QUIT follows the last message: it is sent in
+	// the same group as the end of the message data, and a DATA the
+	// client may not commit can be abandoned by closing the connection.
+	lastUse bool
+	// stream writes the messages that may be committed without waiting
+	// (see above) one after the other without waiting for any reply
+	// when the server offers CHUNKING: SendBatch.
+	stream bool
+}
+
+// An expectation is a reply the engine is waiting for.
+type expectation struct {
+	kind expKind
+	tx   *txn
+	rcpt int  // recipient index, for expRcpt
+	bdat bool // expEnd: the end is BDAT LAST rather than end of data
+}
+
+type expKind uint8
+
+const (
+	expMail  expKind = iota
+	expRcpt          // one per RCPT
+	expData          // DATA: 354
+	expChunk         // a BDAT chunk that is not the last: 250
+	expEnd           // end of data or BDAT LAST: the message's outcome
+	expVoid          // end of data sent only to leave data mode: outcome ignored
+	expRset
+	expQuit
+)
+
+func (k expKind) verb() string {
+	return [...]string{"MAIL", "RCPT", "DATA", "BDAT", "end of data", "end of data", "RSET", "QUIT"}[k]
+}
+
+// txn is the state of one message's transaction.
+type txn struct {
+	m        *Message
+	res      *Result
+	mailErr  error  // MAIL refused
+	refused  *Error // the first refused recipient
+	accepted int
+	dataOpen bool  // the server answered DATA with 354
+	dataErr  error // DATA refused
+	chunkErr error // a BDAT chunk refused
+	final    *wire.Reply
+	finalErr error // end of data refused
+	ended    bool  // the end of data (or BDAT LAST) was written
+	err      error // set when the outcome is decided other than by replies
+	lost     bool  // the session failed while replies were pending
+}
+
+// mayCommit reports whether the replies so far allow sending the end of
+// the message: MAIL accepted, and every recipient, or with partial
+// delivery at least one.
+func (t *txn) mayCommit() bool {
+	if t.mailErr != nil || t.accepted == 0 {
+		return false
+	}
+	return t.refused == nil || t.m.PartialDelivery
+}
+
+// blind reports whether the message may be committed before its MAIL and
+// RCPT replies are read (see the comment at the top of the file).
+func (t *txn) blind() bool {
+	return t.m.PartialDelivery || len(t.m.To) == 1
+}
+
+// engine runs transactions on one Client.
+type engine struct {
+	c          *Client
+	ctx        context.Context
+	o          sendOpts
+	pipelining bool
+	chunking   bool
+	fifo       []expectation
+	txs        []*txn
+}
+
+// streamWindow bounds the replies left unread while streaming. Why a
+// bound: the server's replies wait in the socket buffers; too many, and a
+// server that blocks writing them would stop reading, while the client
+// blocks writing to it. A few hundred short replies fit in any buffer.
+const streamWindow = 256
+
+// run sends msgs, one transaction each, and returns a Result and an error
+// for each.
+func (c *Client) run(ctx context.Context, msgs []*Message, o sendOpts) ([]*Result, []error) {
+	results := make([]*Result, len(msgs))
+	errs := make([]error, len(msgs))
+	if err := c.mailReady(ctx, "MAIL"); err != nil {
+		for i := range errs {
+			errs[i] = err
+		}
+		return results, errs
+	}
+	e := &engine{c: c, ctx: ctx, o: o}
+	_, e.pipelining = c.ext["PIPELINING"]
+	_, e.chunking = c.ext["CHUNKING"]
+	var stop func() bool
+	if ctx.Done() != nil {
+		stop = context.AfterFunc(ctx, interrupter(c.conn))
+	}
+	defer func() {
+		if stop != nil && !stop() && c.err == nil {
+			// The context fired as the run ended; the deadline it set
+			// is in the past, so the connection cannot be used.
+			c.fail(fmt.Errorf("tlsmail: %w", ctx.Err()))
+		}
+		if c.err == nil {
+			c.conn.SetDeadline(time.Time{})
+		}
+	}()
+	for _, m := range msgs {
+		t := &txn{m: m}
+		e.txs = append(e.txs, t)
+		if c.err != nil {
+			t.err = c.unusable()
+			continue
+		}
+		e.transaction(t)
+	}
+	if o.lastUse && c.err == nil {
+		e.line("QUIT", expectation{kind: expQuit})
+		c.quitSent = true
+	}
+	if e.drain(0) == nil {
+		e.surplus("the next command")
+	}
+	for i, t := range e.txs {
+		results[i], errs[i] = e.outcome(t)
+	}
+	return results, errs
+}
+
+// transaction sends one message: MAIL, RCPT, then the content with DATA
+// or BDAT, or a reset when the replies forbid committing it.
+func (e *engine) transaction(t *txn) {
+	c, m := e.c, t.m
+	if err := checkEnvelope(m.From, m.To); err != nil {
+		t.err = err
+		return
+	}
+	if m.Body == nil {
+		t.err = fmt.Errorf("%w: Message.Body is nil", ErrInvalidInput)
+		return
+	}
+	body := inspect(m.Body)
+	p, err := c.plan(m, body)
+	if err != nil {
+		t.err = err
+		return
+	}
+	t.res = &Result{Recipients: make([]RecipientResult, 0, len(m.To))}
+
+	line := "MAIL FROM:<" + m.From + ">"
+	if p.mailParams != "" {
+		line += " " + p.mailParams
+	}
+	if e.line(line, expectation{kind: expMail, tx: t}) != nil {
+		return
+	}
+	if t.mailErr != nil {
+		return // only without pipelining: the recipients are not tried
+	}
+	for i, r := range m.To {
+		line := "RCPT TO:<" + r + ">"
+		if p.rcptParams[i] != "" {
+			line += " " + p.rcptParams[i]
+		}
+		if e.line(line, expectation{kind: expRcpt, tx: t, rcpt: i}) != nil {
+			return
+		}
+		if t.refused != nil && e.o.firstRefusal {
+			e.reset(t) // only without pipelining: stop at the first refusal
+			return
+		}
+	}
+
+	if e.chunking {
+		if !e.o.stream || !t.blind() {
+			if e.drain(0) != nil || e.surplus("BDAT") != nil {
+				return
+			}
+			if !t.mayCommit() {
+				e.reset(t)
+				return
+			}
+		}
+		e.bdat(t, body, p)
+		return
+	}
+
+	// DATA rides in the group when committing is safe, or when the
+	// session ends after this message, so that a DATA that must not be
+	// committed can be abandoned by closing the connection.
+	sentData := false
+	if e.pipelining && (t.blind() || e.o.lastUse) {
+		if e.line("DATA", expectation{kind: expData, tx: t}) != nil {
+			return
+		}
+		sentData = true
+	}
+	before := "DATA"
+	if sentData {
+		before = "the DATA message"
+	}
+	if e.drain(0) != nil || e.surplus(before) != nil {
+		return
+	}
+	if !sentData {
+		if !t.mayCommit() {
+			e.reset(t)
+			return
+		}
+		if e.line("DATA", expectation{kind: expData, tx: t}) != nil || e.drain(0) != nil || e.surplus("the DATA message") != nil {
+			return
+		}
+	}
+	switch {
+	case t.dataOpen && t.mayCommit():
+		e.data(t, body, p)
+	case t.dataOpen && t.accepted == 0:
+		// The server opened data mode with no recipient (RFC 5321
+		// section 3.3 allows it). An empty message ends it; with no
+		// recipient there is nobody to deliver it to.
+		e.write([]byte(".\r\n"), "writing end of data")
+		e.expect(expectation{kind: expVoid, tx: t})
+	case t.dataOpen:
+		// Some recipients were refused, the message is all-or-nothing,
+		// and the server is reading message data. Why close: in data
+		// mode, anything sent ends with the end-of-data marker, which
+		// would deliver the message to the accepted recipients; a
+		// connection closed before it delivers nothing (RFC 5321
+		// section 3.8).
+		c.fail(fmt.Errorf("tlsmail: message abandoned by closing the connection before the end of data, so that it is delivered to nobody: %w", t.refused))
+	default:
+		e.reset(t)
+	}
+}
+
+// reset ends a transaction the server still holds open (MAIL accepted),
+// unless the session ends anyway.
+func (e *engine) reset(t *txn) {
+	if t.mailErr != nil || e.o.lastUse || e.c.err != nil {
+		return
+	}
+	e.line("RSET", expectation{kind: expRset, tx: t})
+}
+
+// line writes a command and records the reply it expects. Without
+// PIPELINING it reads that reply at once.
+func (e *engine) line(s string, x expectation) error {
+	c := e.c
+	if c.err != nil {
+		return c.err
+	}
+	if len(e.fifo) == 0 && c.Text.W.Buffered() == 0 {
+		if err := c.unsolicited(x.kind.verb()); err != nil {
+			return err
+		}
+	}
+	c.Text.W.WriteString(s)
+	c.Text.W.WriteString("\r\n")
+	e.expect(x)
+	if !e.pipelining {
+		return e.drain(0)
+	}
+	return nil
+}
+
+func (e *engine) expect(x expectation) {
+	e.fifo = append(e.fifo, x)
+}
+
+// flush sends the buffered commands.
+func (e *engine) flush() error {
+	c := e.c
+	if c.Text.W.Buffered() == 0 {
+		return nil
+	}
+	c.conn.SetWriteDeadline(deadline(c.timeouts.command))
+	err := e.ctx.Err()
+	if err == nil {
+		err = c.Text.W.Flush()
+	}
+	if err != nil {
+		return e.fail(err, "sending commands", c.timeouts.command)
+	}
+	return nil
+}
+
+// write sends message data after any buffered commands.
+func (e *engine) write(b []byte, step string) error {
+	if err := e.flush(); err != nil {
+		return err
+	}
+	w := stallWriter{conn: e.c.conn, ctx: e.ctx, d: e.c.timeouts.data}
+	if _, err := w.Write(b); err != nil {
+		return e.fail(err, step, e.c.timeouts.data)
+	}
+	return nil
+}
+
+// fail ends the session: err is an I/O or context failure during step,
+// which had the timeout d.
+func (e *engine) fail(err error, step string, d time.Duration) error {
+	if e.ctx.Err() != nil {
+		err = fmt.Errorf("tlsmail: %s: %w", step, e.ctx.Err())
+	} else {
+		err = ioError(step, d, err)
+	}
+	e.c.fail(err)
+	e.lose()
+	return err
+}
+
+// lose marks the messages whose replies will never come.
+func (e *engine) lose() {
+	for _, x := range e.fifo {
+		if x.tx != nil && x.kind != expRset && x.kind != expVoid {
+			x.tx.lost = true
+		}
+	}
+	e.fifo = nil
+}
+
+// drain flushes and reads replies until at most n are outstanding.
+func (e *engine) drain(n int) error {
+	c := e.c
+	if c.err != nil {
+		return c.err
+	}
+	if err := e.flush(); err != nil {
+		return err
+	}
+	for len(e.fifo) > n {
+		x := e.fifo[0]
+		d := c.timeouts.command
+		switch x.kind {
+		case expEnd, expVoid:
+			d = c.timeouts.data // RFC 5321 section 4.5.3.2.6
+		case expQuit:
+			d = min(d, quitTimeout)
+		}
+		c.conn.SetReadDeadline(deadline(d))
+		var rep wire.Reply
+		err := e.ctx.Err()
+		if err == nil {
+			rep, err = wire.ReadReply(c.Text.R)
+		}
+		if err != nil {
+			step := "reading reply to " + x.kind.verb()
+			if e.ctx.Err() != nil {
+				err = fmt.Errorf("tlsmail: %s: %w", step, e.ctx.Err())
+			} else {
+				err = ioError(step, d, c.scrub(err))
+			}
+			if x.kind == expQuit {
+				// The work is done; a lost goodbye changes nothing.
+				closeNow(c.conn)
+				e.fifo = nil
+				return nil
+			}
+			c.fail(err)
+			e.lose()
+			return err
+		}
+		e.fifo = e.fifo[1:]
+		e.settle(x, rep)
+		if c.err != nil {
+			if rep.Code != 421 {
+				// A reply the command cannot take: client and server
+				// disagree on which reply answers which command, so
+				// every reply since the last check is in doubt.
+				e.doubt()
+			}
+			e.lose()
+			return c.err
+		}
+	}
+	return nil
+}
+
+// settle records one reply.
+func (e *engine) settle(x expectation, rep wire.Reply) {
+	c, t := e.c, x.tx
+	verb := x.kind.verb()
+	switch {
+	case x.kind == expEnd && x.bdat:
+		verb = "BDAT"
+	case x.kind == expEnd, x.kind == expVoid:
+		verb = "DATA"
+	case x.kind == expQuit && rep.Code != 221 && rep.Code < 400:
+		// Why fatal: QUIT is answered with 221 (RFC 5321 section
+		// 4.1.1.10). Another positive reply here belongs to an earlier
+		// command, most likely the end of data, so the replies read
+		// for the messages before it are in doubt: the one taken for
+		// the message's acceptance may have been another's.
+		text, _ := c.secrets().redact(strings.Join(rep.Lines, " "))
+		c.fail(fmt.Errorf("%w: unexpected reply %d to QUIT: %q", ErrProtocol, rep.Code, wire.Quote([]byte(text))))
+		e.doubt()
+		return
+	}
+	var want []int
+	switch x.kind {
+	case expRcpt:
+		want = []int{250, 251}
+	case expData:
+		want = []int{354}
+	case expQuit:
+		want = []int{221}
+	default:
+		want = []int{250}
+	}
+	err := c.check(verb, rep, want)
+	if c.err != nil {
+		return // 421 or a reply the command cannot take: the session is over
+	}
+	switch x.kind {
+	case expMail:
+		t.mailErr = err
+	case expRcpt:
+		var e *Error
+		errors.As(err, &e)
+		t.res.Recipients = append(t.res.Recipients, RecipientResult{Addr: t.m.To[x.rcpt], Err: e})
+		if e == nil {
+			t.accepted++
+		} else if t.refused == nil {
+			t.refused = e
+		}
+	case expData:
+		t.dataOpen = err == nil
+		t.dataErr = err
+	case expChunk:
+		if t.chunkErr == nil {
+			t.chunkErr = err
+		}
+	case expEnd:
+		if err != nil {
+			t.finalErr = err
+		} else {
+			t.final = &rep
+		}
+	}
+}
+
+// surplus fails the session if replies arrived that no command asked for.
+// Why it matters: a reply read in the wrong place would pass for another
+// command's, and could report a message as accepted that was not. Only
+// replies already received can be seen; a later one is caught by the
+// reply codes (354 to DATA, 221 to QUIT) or by the next command.
+func (e *engine) surplus(before string) error {
+	c := e.c
+	if c.err != nil {
+		return c.err
+	}
+	if c.Text.R.Buffered() == 0 {
+		return nil
+	}
+	err := c.unsolicited(before)
+	e.doubt()
+	return err
+}
+
+// doubt marks the messages of this run whose outcome came from replies:
+// once a reply is known to be out of place, any of those replies may have
+// been another command's, and only "354" and "221" are distinctive enough
+// to show where the misalignment began.
+func (e *engine) doubt() {
+	for _, t := range e.txs {
+		if t.err == nil {
+			t.lost = true
+		}
+	}
+}
+
+// outcome turns a transaction's state into Send's result and error.
+func (e *engine) outcome(t *txn) (*Result, error) {
+	c := e.c
+	switch {
+	case t.err != nil:
+		return t.res, t.err
+	case t.lost && t.ended:
+		// The whole message was sent and its reply never came.
+		return t.res, &unknownOutcome{c.err}
+	case t.lost:
+		return t.res, c.err
+	case t.mailErr != nil:
+		return nil, t.mailErr
+	case t.refused != nil && (e.o.firstRefusal || !t.mayCommit()):
+		return t.res, t.refused
+	case t.dataErr != nil:
+		return t.res, t.dataErr
+	case t.chunkErr != nil:
+		return t.res, t.chunkErr
+	case t.finalErr != nil:
+		return t.res, t.finalErr
+	case t.final == nil && c.err != nil:
+		return t.res, c.err
+	case t.final == nil:
+		// Not reached: every other path sets an error.
+		return t.res, fmt.Errorf("%w: no reply to the end of the message", ErrProtocol)
+	}
+	t.res.Reply = newReply(*t.final, c.clean)
+	return t.res, nil
+}
+
+// bodyCopy streams the content through enc, enforcing 7-bit data when the
+// server was not told otherwise. It reports a failure of the caller's
+// reader apart from a failure to write.
+func (e *engine) bodyCopy(enc io.Writer, body content, sevenBit bool) (readErr, writeErr error) {
+	w := writerFunc(func(p []byte) (int, error) {
+		if sevenBit && !isASCIIBytes(p) {
+			return 0, errEightBit
+		}
+		n, err := enc.Write(p)
+		if err != nil {
+			writeErr = err
+		}
+		return n, err
+	})
+	_, err := io.Copy(w, body.r)
+	if err != nil && writeErr == nil && err != errEightBit {
+		readErr = err
+	}
+	if err == errEightBit {
+		writeErr = err
+	}
+	return readErr, writeErr
+}
+
+var errEightBit = errors.New("8-bit data")
+
+// abandon ends a transaction whose content could not be sent whole.
+// Why close without the end-of-data marker: a truncated message must not
+// be delivered.
+func (e *engine) abandon(t *txn, readErr, writeErr error, step string) {
+	c := e.c
+	switch {
+	case errors.Is(writeErr, errEightBit):
+		t.err = c.fail(fmt.Errorf("%w: the message has 8-bit data, which needs 8BITMIME (RFC 6152), and %s does not offer it; the transaction was abandoned and nothing was delivered", ErrExtensionUnsupported, c.serverName))
+	case c.err != nil:
+		t.err = c.err
+	case readErr != nil:
+		t.err = c.fail(wrap(readErr, "reading the message body (nothing was delivered)"))
+	default:
+		t.err = e.fail(writeErr, step, c.timeouts.data)
+	}
+	e.lose()
+}
+
+// data streams the content after a 354 and writes the end-of-data marker.
+func (e *engine) data(t *txn, body content, p plan) {
+	out := &stallWriter{conn: e.c.conn, ctx: e.ctx, d: e.c.timeouts.data}
+	dot := wire.NewDotWriter(out)
+	if readErr, writeErr := e.bodyCopy(dot, body, p.sevenBit); readErr != nil || writeErr != nil {
+		e.abandon(t, readErr, writeErr, "writing message data")
+		return
+	}
+	if err := dot.Close(); err != nil {
+		t.err = e.fail(err, "writing message data", e.c.timeouts.data)
+		return
+	}
+	// From here the server may take the message: a failure to read its
+	// reply leaves the outcome unknown.
+	t.ended = true
+	e.expect(expectation{kind: expEnd, tx: t})
+	if !e.pipelining {
+		e.drain(0)
+	}
+}
+
+// bdatFrame is the size of one BDAT command with its chunk: a whole
+// number of TLS records.
+const bdatFrame = 8 * wire.RecordSize
+
+// bdat sends the content as BDAT chunks (RFC 3030), the last with LAST.
+// While chunks go out, the replies to earlier ones are read so that no
+// more than streamWindow are outstanding.
+func (e *engine) bdat(t *txn, body content, p plan) {
+	c := e.c
+	if err := e.flush(); err != nil {
+		return
+	}
+	out := &stallWriter{conn: c.conn, ctx: e.ctx, d: c.timeouts.data}
+	cw := wire.NewChunkWriter(out, bdatFrame)
+	cw.OnChunk = func() error {
+		e.expect(expectation{kind: expChunk, tx: t})
+		if !e.pipelining {
+			return e.drain(0)
+		}
+		if len(e.fifo) > streamWindow {
+			if err := e.drain(streamWindow / 2); err != nil {
+				return err
+			}
+		}
+		if t.chunkErr != nil {
+			return t.chunkErr
+		}
+		return nil
+	}
+	if readErr, writeErr := e.bodyCopy(cw, body, p.sevenBit); readErr != nil || writeErr != nil {
+		var re *Error
+		if errors.As(writeErr, &re) && c.err == nil {
+			// The server refused a chunk; the transaction failed without
+			// LAST, so nothing is delivered. RSET ends it.
+			e.reset(t)
+			return
+		}
+		e.abandon(t, readErr, writeErr, "writing message data")
+		return
+	}
+	if err := cw.Close(); err != nil {
+		t.err = e.fail(err, "writing message data", c.timeouts.data)
+		return
+	}
+	t.ended = true
+	e.expect(expectation{kind: expEnd, tx: t, bdat: true})
+	switch {
+	case !e.pipelining:
+		e.drain(0)
+	case len(e.fifo) > streamWindow:
+		e.drain(streamWindow / 2)
+	}
+}
