@@ -42,6 +42,7 @@ type Client struct {
 	isTLS      bool
 	mode       Mode
 	tlsConfig  *tls.Config // base configuration for StartTLS(nil)
+	resume     bool        // made by a Dialer: resume its TLS sessions
 	timeouts   timeouts
 	netsmtp    bool // return errors as net/smtp does (Dial, NewClient)
 
@@ -280,7 +281,13 @@ func (c *Client) startTLS(ctx context.Context, config *tls.Config) error {
 		// (RFC 3207 section 6; CVE-2021-22947, CVE-2020-14954).
 		return c.fail(fmt.Errorf("%w: %d unexpected bytes from %s", ErrResponseInjection, n, c.serverName))
 	}
-	tconn, err := handshake(ctx, c.conn, completeConfig(config, c.serverName), c.timeouts.greeting)
+	cfg := completeConfig(config, c.serverName)
+	if c.resume && config == c.tlsConfig {
+		// A Dialer's client upgrading with the Dialer's configuration
+		// resumes that configuration's sessions (see sessions.go).
+		cfg = withSessions(cfg, config)
+	}
+	tconn, err := handshake(ctx, c.conn, cfg, c.timeouts.greeting)
 	if err != nil {
 		return c.fail(wrap(err, "STARTTLS handshake with %s", c.serverName))
 	}

@@ -147,18 +147,6 @@ func (w *dataWriter) close() error {
 	return err
 }
 
-// abort ends the writer without sending the end-of-data marker; the
-// caller has failed the session.
-func (w *dataWriter) abort() {
-	if !w.closed {
-		w.closed = true
-		w.c.dataOpen = false
-		if w.stop != nil {
-			w.stop()
-		}
-	}
-}
-
 // closeReply sends the end-of-data marker and returns the server's
 // positive reply.
 func (w *dataWriter) closeReply() (wire.Reply, error) {

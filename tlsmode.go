@@ -333,7 +333,7 @@ func (d *Dialer) dialImplicit(ctx context.Context, addr, host string) (*Client, 
 	}
 	t := d.timeouts()
 	rec := &firstBytes{Conn: conn}
-	tconn, err := handshake(ctx, rec, completeConfig(d.TLSConfig, host), t.greeting)
+	tconn, err := handshake(ctx, rec, withSessions(completeConfig(d.TLSConfig, host), d.TLSConfig), t.greeting)
 	if err != nil {
 		defer conn.Close()
 		if ctx.Err() != nil {
@@ -426,6 +426,7 @@ func (d *Dialer) dialSTARTTLS(ctx context.Context, addr, host string) (*Client, 
 		return nil, err
 	}
 	c := d.newClient(conn, host)
+	c.resume = true
 	if err := c.readGreeting(ctx); err != nil {
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			return nil, noGreetingError(addr, c.timeouts.greeting, err)
