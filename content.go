@@ -3,6 +3,7 @@ package tlsmail
 import (
 	"bufio"
 	"bytes"
+	"encoding/binary"
 	"io"
 	"strings"
 )
@@ -53,23 +54,67 @@ type contentScan struct {
 }
 
 func (sc *contentScan) feed(p []byte) {
-	for _, c := range p {
-		if c >= 0x80 {
-			sc.eightBit = true
-			sc.utf8Head = sc.utf8Head || !sc.bodyStart
-		}
-		switch {
-		case c == '\n' && sc.prev != '\r':
-			sc.extra++ // a bare LF becomes CRLF
-		case sc.prev == '\r' && c != '\n':
-			sc.extra++ // the CR before this byte was bare
-		}
-		if c == '\n' && (sc.prev == '\n' || sc.prev == '\r' && sc.prv2 == '\n') {
-			sc.bodyStart = true
-		}
-		sc.prv2, sc.prev = sc.prev, c
-		sc.n++
+	// The header section goes byte by byte: it is short, and where it
+	// ends decides what utf8Head means.
+	for len(p) > 0 && !sc.bodyStart {
+		sc.feedByte(p[0])
+		p = p[1:]
 	}
+	if len(p) == 0 {
+		return
+	}
+	// The body is counted with vectorised searches: a message may be
+	// tens of megabytes.
+	if !sc.eightBit && !isASCIIBytes(p) {
+		sc.eightBit = true
+	}
+	lf := int64(bytes.Count(p, lfByte))
+	cr := int64(bytes.Count(p, crByte))
+	pairs := int64(bytes.Count(p, crlfPair))
+	bareLF := lf - pairs
+	bareCR := cr - pairs // a CR at the very end is not yet known to be bare
+	if p[len(p)-1] == '\r' {
+		bareCR--
+	}
+	if sc.prev == '\r' {
+		if p[0] == '\n' {
+			bareLF-- // the pair spans the two pieces
+		} else {
+			bareCR++ // the previous piece's final CR was bare
+		}
+	}
+	sc.extra += bareLF + bareCR
+	sc.n += int64(len(p))
+	if len(p) >= 2 {
+		sc.prv2, sc.prev = p[len(p)-2], p[len(p)-1]
+	} else {
+		sc.prv2, sc.prev = sc.prev, p[0]
+	}
+}
+
+var (
+	lfByte   = []byte{'\n'}
+	crByte   = []byte{'\r'}
+	crlfPair = []byte("\r\n")
+)
+
+// feedByte counts one byte of the header section.
+func (sc *contentScan) feedByte(c byte) {
+	if c >= 0x80 {
+		sc.eightBit = true
+		sc.utf8Head = sc.utf8Head || !sc.bodyStart
+	}
+	switch {
+	case c == '\n' && sc.prev != '\r':
+		sc.extra++ // a bare LF becomes CRLF
+	case sc.prev == '\r' && c != '\n':
+		sc.extra++ // the CR before this byte was bare
+	}
+	if c == '\n' && (sc.prev == '\n' || sc.prev == '\r' && sc.prv2 == '\n') {
+		sc.bodyStart = true
+	}
+	sc.prv2, sc.prev = sc.prev, c
+	sc.n++
 }
 
 // feedAt scans r from off to end.
@@ -99,7 +144,15 @@ func (sc *contentScan) size() int64 {
 	return n
 }
 
+// isASCIIBytes reports whether b has no byte >= 0x80, eight bytes at a
+// time.
 func isASCIIBytes(b []byte) bool {
+	for len(b) >= 8 {
+		if binary.NativeEndian.Uint64(b)&0x8080808080808080 != 0 {
+			return false
+		}
+		b = b[8:]
+	}
 	for _, c := range b {
 		if c >= 0x80 {
 			return false

@@ -1,7 +1,6 @@
 package tlsmail
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -50,17 +49,12 @@ func (c *Client) data(ctx context.Context) (*dataWriter, error) {
 	}
 	c.dataOpen = true
 	out := &stallWriter{conn: c.conn, ctx: ctx, d: c.timeouts.data}
-	bw := bufio.NewWriterSize(out, dataBufferSize)
-	w := &dataWriter{c: c, ctx: ctx, bw: bw, dot: wire.NewDotWriter(bw)}
+	w := &dataWriter{c: c, ctx: ctx, dot: wire.NewDotWriter(out)}
 	if ctx.Done() != nil {
 		w.stop = context.AfterFunc(ctx, interrupter(c.conn))
 	}
 	return w, nil
 }
-
-// dataBufferSize is how much message data is gathered before it is
-// written to the connection: two full TLS records.
-const dataBufferSize = 32 * 1024
 
 // stallWriter writes message data to the connection in pieces of at most
 // stallPiece bytes, each with a fresh write deadline, so that DataTimeout
@@ -102,7 +96,6 @@ func (w *stallWriter) Write(p []byte) (int, error) {
 type dataWriter struct {
 	c        *Client
 	ctx      context.Context
-	bw       *bufio.Writer
 	dot      *wire.DotWriter
 	stop     func() bool
 	closed   bool
@@ -168,9 +161,6 @@ func (w *dataWriter) closeReply() (wire.Reply, error) {
 		return wire.Reply{}, err
 	}
 	if err := w.dot.Close(); err != nil {
-		return wire.Reply{}, c.fail(w.ioError("writing message data", c.timeouts.data, err))
-	}
-	if err := w.bw.Flush(); err != nil {
 		return wire.Reply{}, c.fail(w.ioError("writing message data", c.timeouts.data, err))
 	}
 	// The end-of-data marker has been sent: from here on the server may

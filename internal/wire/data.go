@@ -6,119 +6,215 @@ import (
 	"io"
 )
 
-// DotWriter streams a message body as SMTP DATA content (RFC 5321 section
-// 4.5.2): every line ending becomes CRLF and every line that starts with
-// "." gets one more. It keeps only two bits of state between writes, so a
-// message of any size passes through without a copy.
+// RecordSize is the largest TLS record payload (RFC 8446 section 5.1).
+// The writers in this file hand the connection whole multiples of it, so
+// that crypto/tls sends full records rather than a small one after each
+// write.
+const RecordSize = 16384
+
+// dataBlock is how much converted DATA content a DotWriter gathers before
+// writing it: four full TLS records.
+const dataBlock = 4 * RecordSize
+
+var (
+	crlf      = []byte("\r\n")
+	dot       = []byte(".")
+	endOfData = []byte(".\r\n")
+)
+
+// lines normalises line endings as content streams through it: every
+// bare CR, bare LF and CRLF leaves as CRLF, and, with stuff, a line that
+// starts with "." gets one more (RFC 5321 section 4.5.2). It keeps two
+// bits of state between calls.
 //
 // Bare CR and bare LF are turned into CRLF rather than passed through
 // because servers disagree on what ends a line; a sequence such as
-// "\n.\n" or "\r.\r\n" that one hop reads as end-of-data and another as
-// text is the SMTP smuggling attack (CVE-2023-51764 and its family). After
-// normalisation the only "CRLF . CRLF" on the wire is the one Close writes.
-type DotWriter struct {
-	w       io.Writer
-	midLine bool // the last byte written was not a line ending
+// "\n.\n" or "\r.\r\n" that one hop reads as end of data and another as
+// text is the SMTP smuggling attack (CVE-2023-51764 and its family).
+// After normalisation the only "CRLF . CRLF" on the wire is the one the
+// writer adds at the end.
+type lines struct {
+	stuff   bool
+	midLine bool // the last byte passed on did not end a line
 	cr      bool // the last input byte was a CR whose line ending is pending
-	closed  bool
-	buf     []byte
+}
+
+// convert passes p on to out, normalised. Runs of input that need no
+// change go out as one piece; the scan uses two IndexByte searches per
+// line, which are vectorised, rather than a byte loop.
+func (l *lines) convert(p []byte, out *block) error {
+	if l.cr && len(p) > 0 {
+		// The CR that ended the previous write ended a line whatever
+		// follows it.
+		l.cr, l.midLine = false, false
+		if err := out.put(crlf); err != nil {
+			return err
+		}
+		if p[0] == '\n' {
+			p = p[1:]
+		}
+	}
+	start, k := 0, 0 // p[start:k] is pending unchanged output
+	for k < len(p) {
+		if l.stuff && !l.midLine && p[k] == '.' {
+			// The extra dot goes out before the line's own, which stays
+			// in the pending run.
+			if err := out.put2(p[start:k], dot); err != nil {
+				return err
+			}
+			start = k
+		}
+		rest := p[k:]
+		i := bytes.IndexByte(rest, '\n')
+		seg := rest
+		if i >= 0 {
+			seg = rest[:i]
+		}
+		j := bytes.IndexByte(seg, '\r')
+		switch {
+		case j >= 0 && i >= 0 && j == i-1:
+			// CRLF: the line is already right.
+			k += i + 1
+			l.midLine = false
+		case j >= 0 && i < 0 && j == len(seg)-1:
+			// A CR at the end of the input: whether it is bare depends on
+			// the next write.
+			if err := out.put(p[start : k+j]); err != nil {
+				return err
+			}
+			k = len(p)
+			start = k
+			l.cr = true
+		case j >= 0:
+			// A bare CR inside the line ends it.
+			if err := out.put2(p[start:k+j], crlf); err != nil {
+				return err
+			}
+			k += j + 1
+			start = k
+			l.midLine = false
+		case i >= 0:
+			// A bare LF.
+			if err := out.put2(p[start:k+i], crlf); err != nil {
+				return err
+			}
+			k += i + 1
+			start = k
+			l.midLine = false
+		default:
+			// No line ending in the rest of the input.
+			k = len(p)
+			l.midLine = true
+		}
+	}
+	return out.put(p[start:k])
+}
+
+// end ends the last line if the content did not.
+func (l *lines) end(out *block) error {
+	if l.cr || l.midLine {
+		l.cr, l.midLine = false, false
+		return out.put(crlf)
+	}
+	return nil
+}
+
+// block gathers output into buf and hands it on, a full buf at a time,
+// to full. Memory stays at one buf whatever the message size.
+type block struct {
+	buf  []byte
+	n    int
+	full func(b []byte) error // b is buf, full; or a multiple of len(buf) passed through
+	err  error
+	// direct lets a long run bypass buf when buf is empty (DATA only:
+	// BDAT frames need a header in front of every chunk).
+	direct bool
+}
+
+func (b *block) put2(x, y []byte) error {
+	if err := b.put(x); err != nil {
+		return err
+	}
+	return b.put(y)
+}
+
+func (b *block) put(p []byte) error {
+	if b.err != nil {
+		return b.err
+	}
+	for len(p) > 0 {
+		if b.direct && b.n == 0 && len(p) >= len(b.buf) {
+			m := len(p) - len(p)%len(b.buf)
+			if b.err = b.full(p[:m]); b.err != nil {
+				return b.err
+			}
+			p = p[m:]
+			continue
+		}
+		c := copy(b.buf[b.n:], p)
+		b.n += c
+		p = p[c:]
+		if b.n == len(b.buf) {
+			if b.err = b.full(b.buf); b.err != nil {
+				return b.err
+			}
+			b.n = 0
+		}
+	}
+	return nil
+}
+
+// DotWriter streams a message body as SMTP DATA content (RFC 5321
+// section 4.5.2): every line ending becomes CRLF, every line that starts
+// with "." gets one more, and Close adds the end-of-data marker. It
+// writes whole multiples of RecordSize until Close.
+type DotWriter struct {
+	w      io.Writer
+	l      lines
+	out    block
+	closed bool
 }
 
 // NewDotWriter returns a DotWriter that writes to w.
 func NewDotWriter(w io.Writer) *DotWriter {
-	return &DotWriter{w: w}
+	d := &DotWriter{w: w, l: lines{stuff: true}}
+	d.out = block{buf: make([]byte, dataBlock), direct: true, full: d.write}
+	return d
 }
 
-// Write converts p and writes it. It returns len(p) on success: the number of
-// input bytes consumed, not the number written.
-func (d *DotWriter) Write(p []byte) (int, error) {
-	if d.closed {
-		return 0, errors.New("write after Close")
-	}
-	out := d.buf[:0]
-	n := len(p)
-	for len(p) > 0 {
-		if d.cr {
-			// A CR was seen; whatever follows, the line has ended.
-			d.cr = false
-			out = append(out, '\r', '\n')
-			d.midLine = false
-			if p[0] == '\n' {
-				p = p[1:]
-				continue
-			}
-		}
-		if !d.midLine && p[0] == '.' {
-			out = append(out, '.') // RFC 5321 section 4.5.2: transparency
-		}
-		i := bytes.IndexAny(p, "\r\n")
-		seg := p
-		if i >= 0 {
-			seg = p[:i]
-		}
-		if len(out)+len(seg) > flushSize {
-			// Why: a long line goes straight through rather than into
-			// out, so memory stays bounded whatever the message holds.
-			if err := d.flush(out); err != nil {
-				return 0, err
-			}
-			out = out[:0]
-			if err := d.flush(seg); err != nil {
-				return 0, err
-			}
-		} else {
-			out = append(out, seg...)
-		}
-		if i < 0 {
-			d.midLine = true
-			break
-		}
-		if p[i] == '\r' {
-			d.cr = true
-			d.midLine = i > 0 || d.midLine
-		} else {
-			out = append(out, '\r', '\n')
-			d.midLine = false
-		}
-		p = p[i+1:]
-		if len(out) >= flushSize {
-			if err := d.flush(out); err != nil {
-				return 0, err
-			}
-			out = out[:0]
-		}
-	}
-	if err := d.flush(out); err != nil {
-		return 0, err
-	}
-	d.buf = out[:0]
-	return n, nil
-}
-
-// flushSize is how much converted output Write collects before passing it
-// on; out never grows much beyond it.
-const flushSize = 32 * 1024
-
-func (d *DotWriter) flush(b []byte) error {
-	if len(b) == 0 {
-		return nil
-	}
+func (d *DotWriter) write(b []byte) error {
 	_, err := d.w.Write(b)
 	return err
 }
 
-// Close ends the last line if the message did not, then writes the
-// end-of-data marker ".\r\n". It does not close the underlying writer.
+// Write converts p and writes it. It returns len(p) on success: the
+// number of input bytes consumed, not the number written.
+func (d *DotWriter) Write(p []byte) (int, error) {
+	if d.closed {
+		return 0, errors.New("write after Close")
+	}
+	if err := d.l.convert(p, &d.out); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// Close ends the last line if the message did not, then writes what is
+// left with the end-of-data marker ".\r\n". It does not close the
+// underlying writer.
 func (d *DotWriter) Close() error {
 	if d.closed {
 		return errors.New("DotWriter already closed")
 	}
 	d.closed = true
-	var tail []byte
-	if d.cr || d.midLine {
-		tail = append(tail, '\r', '\n') // a message without a final CRLF gets one
+	if err := d.l.end(&d.out); err != nil {
+		return err
 	}
-	tail = append(tail, '.', '\r', '\n')
-	_, err := d.w.Write(tail)
-	return err
+	if err := d.out.put(endOfData); err != nil {
+		return err
+	}
+	if d.out.n == 0 {
+		return nil
+	}
+	return d.write(d.out.buf[:d.out.n])
 }

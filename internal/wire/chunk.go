@@ -1,0 +1,110 @@
+package wire
+
+import (
+	"errors"
+	"io"
+	"strconv"
+)
+
+// ChunkWriter streams a message body as BDAT chunks (RFC 3030 section
+// 2): line endings are normalised to CRLF as by DotWriter, but nothing is
+// dot-stuffed, since a chunk's length and not its content ends it. Each
+// full chunk goes out as one write of the "BDAT n" command and its n
+// octets, together exactly the frame size given to NewChunkWriter; Close
+// sends the rest with LAST.
+type ChunkWriter struct {
+	w     io.Writer
+	l     lines
+	out   block
+	frame []byte // reserve bytes of room for a header, then the payload
+	hdr   []byte // "BDAT n\r\n" for a full chunk
+	sent  int    // chunks written, LAST included
+
+	// OnChunk, if set, is called after each full chunk has been written
+	// (not after the LAST one). An error it returns stops the writer and
+	// is returned by the Write in progress and every later call.
+	OnChunk func() error
+
+	err    error
+	closed bool
+}
+
+// reserve is room for the longest header: "BDAT " + size + " LAST\r\n".
+const reserve = 5 + 20 + 7
+
+// NewChunkWriter returns a ChunkWriter whose full chunks, each with its
+// BDAT command, take frame bytes on the wire (one fewer in the rare case
+// that no payload length fits exactly); a multiple of RecordSize makes
+// every chunk whole TLS records.
+func NewChunkWriter(w io.Writer, frame int) *ChunkWriter {
+	// The payload is the frame less its header, whose length depends on
+	// the payload's number of digits; at a change in the number of digits
+	// (a frame of 18, say) no payload fits exactly and one octet is spare.
+	payload := frame - len("BDAT 0\r\n")
+	for payload > 0 && len("BDAT \r\n")+len(strconv.Itoa(payload))+payload > frame {
+		payload--
+	}
+	if payload < 1 {
+		panic("wire: BDAT frame too small")
+	}
+	c := &ChunkWriter{w: w}
+	c.hdr = []byte("BDAT " + strconv.Itoa(payload) + "\r\n")
+	c.frame = make([]byte, reserve+payload)
+	c.out = block{buf: c.frame[reserve:], full: c.chunk}
+	return c
+}
+
+func (c *ChunkWriter) chunk([]byte) error {
+	start := reserve - len(c.hdr)
+	copy(c.frame[start:], c.hdr)
+	if _, err := c.w.Write(c.frame[start:]); err != nil {
+		return err
+	}
+	c.sent++
+	if c.OnChunk != nil {
+		return c.OnChunk()
+	}
+	return nil
+}
+
+// Write converts p and sends every chunk it fills. It returns len(p) on
+// success: the number of input bytes consumed.
+func (c *ChunkWriter) Write(p []byte) (int, error) {
+	if c.closed {
+		return 0, errors.New("write after Close")
+	}
+	if c.err != nil {
+		return 0, c.err
+	}
+	if c.err = c.l.convert(p, &c.out); c.err != nil {
+		return 0, c.err
+	}
+	return len(p), nil
+}
+
+// Close ends the last line if the message did not and sends what is left
+// as "BDAT n LAST" (n may be 0). It does not close the underlying writer.
+func (c *ChunkWriter) Close() error {
+	if c.closed {
+		return errors.New("ChunkWriter already closed")
+	}
+	c.closed = true
+	if c.err != nil {
+		return c.err
+	}
+	if c.err = c.l.end(&c.out); c.err != nil {
+		return c.err
+	}
+	n := c.out.n
+	h := "BDAT " + strconv.Itoa(n) + " LAST\r\n"
+	start := reserve - len(h)
+	copy(c.frame[start:], h)
+	if _, c.err = c.w.Write(c.frame[start : reserve+n]); c.err != nil {
+		return c.err
+	}
+	c.sent++
+	return nil
+}
+
+// Chunks reports how many BDAT commands have been written.
+func (c *ChunkWriter) Chunks() int { return c.sent }
