@@ -13,12 +13,11 @@ import (
 // octets, together exactly the frame size given to NewChunkWriter; Close
 // sends the rest with LAST.
 type ChunkWriter struct {
-	w     io.Writer
-	l     lines
-	out   block
-	frame []byte // reserve bytes of room for a header, then the payload
-	hdr   []byte // "BDAT n\r\n" for a full chunk
-	sent  int    // chunks written, LAST included
+	w    io.Writer
+	l    lines
+	out  block
+	hdr  []byte // "BDAT n\r\n" for a full chunk
+	sent int    // chunks written, LAST included
 
 	// OnChunk, if set, is called after each full chunk has been written
 	// (not after the LAST one). An error it returns stops the writer and
@@ -49,15 +48,15 @@ func NewChunkWriter(w io.Writer, frame int) *ChunkWriter {
 	}
 	c := &ChunkWriter{w: w}
 	c.hdr = []byte("BDAT " + strconv.Itoa(payload) + "\r\n")
-	c.frame = make([]byte, reserve+payload)
-	c.out = block{buf: c.frame[reserve:], full: c.chunk}
+	c.out = newBlock(reserve, payload, false, c.chunk)
 	return c
 }
 
-func (c *ChunkWriter) chunk([]byte) error {
+// chunk writes a full frame: the header goes into the room in front.
+func (c *ChunkWriter) chunk(frame []byte) error {
 	start := reserve - len(c.hdr)
-	copy(c.frame[start:], c.hdr)
-	if _, err := c.w.Write(c.frame[start:]); err != nil {
+	copy(frame[start:], c.hdr)
+	if _, err := c.w.Write(frame[start:]); err != nil {
 		return err
 	}
 	c.sent++
@@ -95,11 +94,11 @@ func (c *ChunkWriter) Close() error {
 	if c.err = c.l.end(&c.out); c.err != nil {
 		return c.err
 	}
-	n := c.out.n
-	h := "BDAT " + strconv.Itoa(n) + " LAST\r\n"
+	frame := c.out.buf
+	h := "BDAT " + strconv.Itoa(len(frame)-reserve) + " LAST\r\n"
 	start := reserve - len(h)
-	copy(c.frame[start:], h)
-	if _, c.err = c.w.Write(c.frame[start : reserve+n]); c.err != nil {
+	copy(frame[start:], h)
+	if _, c.err = c.w.Write(frame[start:]); c.err != nil {
 		return c.err
 	}
 	c.sent++

@@ -119,17 +119,28 @@ func (l *lines) end(out *block) error {
 	return nil
 }
 
-// block gathers output into buf and hands it on, a full buf at a time,
-// to full. Memory stays at one buf whatever the message size.
+// block gathers output and hands it on to full a whole block at a time:
+// buf holds head bytes of room (for a BDAT header) and then up to size
+// bytes of content. buf grows as content arrives, so a short message
+// costs little, and never beyond one block, so memory stays flat
+// whatever the message size.
 type block struct {
-	buf  []byte
-	n    int
-	full func(b []byte) error // b is buf, full; or a multiple of len(buf) passed through
-	err  error
+	head, size int
+	buf        []byte
+	full       func(b []byte) error // b is buf when full, or a pass-through run
+	err        error
 	// direct lets a long run bypass buf when buf is empty (DATA only:
 	// BDAT frames need a header in front of every chunk).
 	direct bool
 }
+
+func newBlock(head, size int, direct bool, full func([]byte) error) block {
+	return block{head: head, size: size, direct: direct, full: full,
+		buf: make([]byte, head, head+min(size, 512))}
+}
+
+// pending returns the content gathered and not yet handed on.
+func (b *block) pending() []byte { return b.buf[b.head:] }
 
 func (b *block) put2(x, y []byte) error {
 	if err := b.put(x); err != nil {
@@ -143,22 +154,22 @@ func (b *block) put(p []byte) error {
 		return b.err
 	}
 	for len(p) > 0 {
-		if b.direct && b.n == 0 && len(p) >= len(b.buf) {
-			m := len(p) - len(p)%len(b.buf)
+		if b.direct && len(b.buf) == b.head && len(p) >= b.size {
+			m := len(p) - len(p)%b.size
 			if b.err = b.full(p[:m]); b.err != nil {
 				return b.err
 			}
 			p = p[m:]
 			continue
 		}
-		c := copy(b.buf[b.n:], p)
-		b.n += c
+		c := min(len(p), b.head+b.size-len(b.buf))
+		b.buf = append(b.buf, p[:c]...)
 		p = p[c:]
-		if b.n == len(b.buf) {
+		if len(b.buf) == b.head+b.size {
 			if b.err = b.full(b.buf); b.err != nil {
 				return b.err
 			}
-			b.n = 0
+			b.buf = b.buf[:b.head]
 		}
 	}
 	return nil
@@ -178,7 +189,7 @@ type DotWriter struct {
 // NewDotWriter returns a DotWriter that writes to w.
 func NewDotWriter(w io.Writer) *DotWriter {
 	d := &DotWriter{w: w, l: lines{stuff: true}}
-	d.out = block{buf: make([]byte, dataBlock), direct: true, full: d.write}
+	d.out = newBlock(0, dataBlock, true, d.write)
 	return d
 }
 
@@ -213,8 +224,5 @@ func (d *DotWriter) Close() error {
 	if err := d.out.put(endOfData); err != nil {
 		return err
 	}
-	if d.out.n == 0 {
-		return nil
-	}
-	return d.write(d.out.buf[:d.out.n])
+	return d.write(d.out.pending())
 }
