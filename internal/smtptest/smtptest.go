@@ -12,8 +12,10 @@
 // What a client sends is verified, not just accepted: the SASL mechanisms
 // (PLAIN, LOGIN, CRAM-MD5, SCRAM-SHA-1 and SCRAM-SHA-256 with their
 // channel-binding -PLUS variants, XOAUTH2, OAUTHBEARER) check the
-// credentials in Options, and MAIL and RCPT parameters are checked
-// against the extensions the server advertises.
+// credentials in Options, MAIL and RCPT parameters are checked
+// against the extensions the server advertises, BDAT (RFC 3030) is
+// accepted only when CHUNKING is advertised, and commands a client sends
+// before it may are recorded as pipelining violations (RFC 2920).
 //
 // The server is meant for tests and examples only: it has no timeouts of
 // its own, keeps everything in memory, and trusts its hooks.
