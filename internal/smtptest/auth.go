@@ -91,6 +91,9 @@ func (s *Session) readAuthLine() (line string, ok bool, err error) {
 	if h := s.srv.opts.Handler; h != nil && h(s, line) {
 		return "", false, nil
 	}
+	// Every response in the exchange waits for the challenge before it
+	// (RFC 2920 section 3.1: AUTH ends a group).
+	s.checkEarly("AUTH response", "", false)
 	if line == "*" {
 		return "", false, s.Reply("501 5.7.0 Authentication aborted")
 	}

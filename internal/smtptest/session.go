@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -40,6 +42,10 @@ type Session struct {
 	smtputf8   bool // MAIL declared SMTPUTF8
 	rcpts      []string
 	rcptParams []string
+	chunks     []int  // sizes of the BDAT chunks of the transaction so far
+	chunkData  []byte // their octets, unless chunkOver
+	chunkTotal int64  // the sum of chunks
+	chunkOver  bool   // chunkTotal exceeds the data limit; chunkData dropped
 }
 
 // Reply writes each line followed by "\r\n", all in a single write. The
@@ -113,6 +119,10 @@ func (s *Session) resetTx() {
 	s.body8, s.smtputf8 = false, false
 	s.rcpts = nil
 	s.rcptParams = nil
+	s.chunks = nil
+	s.chunkData = nil
+	s.chunkTotal = 0
+	s.chunkOver = false
 }
 
 func (srv *Server) serveConn(raw net.Conn, implicitTLS bool) {
@@ -218,8 +228,18 @@ func (s *Session) command(line string) bool {
 	if i := strings.IndexByte(line, ' '); i >= 0 {
 		verb, arg = line[:i], strings.TrimSpace(line[i+1:])
 	}
+	upper := strings.ToUpper(verb)
+	switch {
+	case upper == "DATA" || upper == "BDAT" || upper == "QUIT":
+		// DATA and BDAT check where they reply; nothing may follow
+		// QUIT anyway.
+	case groupEnd(upper):
+		s.checkEarly(upper, "", false)
+	case !s.pipelining():
+		s.checkEarly(upper, "", true)
+	}
 	var err error
-	switch strings.ToUpper(verb) {
+	switch upper {
 	case "EHLO":
 		err = s.cmdEHLO(arg)
 	case "HELO":
@@ -240,6 +260,8 @@ func (s *Session) command(line string) bool {
 		err = s.cmdRCPT(arg)
 	case "DATA":
 		err = s.cmdDATA(arg)
+	case "BDAT":
+		return s.cmdBDAT(arg)
 	case "RSET":
 		s.resetTx()
 		err = s.Reply("250 2.0.0 Ok")
@@ -400,12 +422,44 @@ func (s *Session) cmdRCPT(arg string) error {
 }
 
 func (s *Session) cmdDATA(arg string) error {
-	if !s.inTx || len(s.rcpts) == 0 {
-		return s.Reply("503 5.5.1 Error: need RCPT command")
+	var reply string
+	switch {
+	case !s.inTx || len(s.rcpts) == 0:
+		reply = "503 5.5.1 Error: need RCPT command"
+	case len(s.chunks) > 0:
+		// RFC 3030 section 2: the state is then indeterminate and the
+		// client must send RSET, so the transaction is left as it is.
+		reply = "503 5.5.1 Error: DATA after BDAT"
+	case arg != "":
+		reply = "501 5.5.4 Syntax: DATA"
 	}
-	if arg != "" {
-		return s.Reply("501 5.5.4 Syntax: DATA")
+	if reply != "" {
+		if !s.pipelining() {
+			s.checkEarly("DATA", "", true)
+		}
+		return s.Reply(reply)
 	}
+	msg := s.newMessage()
+	declared8 := s.body8
+	s.resetTx()
+	s.checkEarly("DATA", "354", false)
+	if err := s.Reply("354 End data with <CR><LF>.<CR><LF>"); err != nil {
+		return err
+	}
+	raw, data, over, err := s.readData(s.srv.dataLimit)
+	if err != nil {
+		return err
+	}
+	if !s.pipelining() {
+		s.checkEarly("end of data", "", true)
+	}
+	msg.Raw, msg.Data = raw, data
+	return s.deliver(msg, declared8, over)
+}
+
+// newMessage returns a Message holding the envelope of the current
+// transaction and the session's TLS and authentication state.
+func (s *Session) newMessage() *Message {
 	msg := &Message{
 		From:          s.from,
 		To:            s.rcpts,
@@ -419,30 +473,171 @@ func (s *Session) cmdDATA(arg string) error {
 		st := tc.ConnectionState()
 		msg.TLSVersion, msg.CipherSuite = st.Version, st.CipherSuite
 	}
-	declared8 := s.body8
-	s.resetTx()
-	if err := s.Reply("354 End data with <CR><LF>.<CR><LF>"); err != nil {
-		return err
-	}
-	raw, data, over, err := s.readData(s.srv.dataLimit)
-	if err != nil {
-		return err
-	}
+	return msg
+}
+
+// deliver ends a message whose content has been read: it refuses it if
+// over the size limit or, with Strict8Bit, undeclared 8-bit, and
+// otherwise passes it to OnData and records and acknowledges it.
+func (s *Session) deliver(msg *Message, declared8, over bool) error {
 	if over {
 		return s.Reply("552 5.3.4 Error: message file too big")
 	}
-	if s.srv.opts.Strict8Bit && !declared8 && !isASCII(string(data)) {
+	if s.srv.opts.Strict8Bit && !declared8 && !isASCII(string(msg.Data)) {
 		// Why refuse rather than record: a client that sends 8-bit
 		// data without declaring it lets any 7-bit relay on the way
 		// mangle the message; the test should see that as a failure.
 		return s.Reply("554 5.6.1 8-bit data without BODY=8BITMIME")
 	}
-	msg.Raw, msg.Data = raw, data
 	if h := s.srv.opts.OnData; h != nil && h(s, msg) {
 		return nil
 	}
 	id := s.srv.addMessage(msg.clone())
 	return s.Reply("250 2.0.0 Ok: queued as " + id)
+}
+
+// bdatSyntax is the reply to a BDAT command that cannot be parsed.
+const bdatSyntax = "501 5.5.4 Syntax: BDAT size [LAST]"
+
+// parseChunkSize parses the chunk-size of a BDAT command, 1*DIGIT (RFC
+// 3030 section 2), and returns -1 if it is malformed or too large.
+func parseChunkSize(f string) int64 {
+	if f == "" {
+		return -1
+	}
+	for i := 0; i < len(f); i++ {
+		if f[i] < '0' || f[i] > '9' {
+			return -1
+		}
+	}
+	n, err := strconv.ParseInt(f, 10, 0)
+	if err != nil {
+		return -1
+	}
+	return n
+}
+
+// cmdBDAT handles "BDAT size [LAST]" (RFC 3030); it returns false when the
+// session must end.
+func (s *Session) cmdBDAT(arg string) bool {
+	if !s.advertised("CHUNKING") {
+		// The chunk is not consumed: a server that does not know BDAT
+		// reads the octets as commands, and so does this one.
+		if !s.pipelining() {
+			s.checkEarly("BDAT", "", true)
+		}
+		return s.Reply("502 5.5.1 BDAT not available") == nil
+	}
+	f := strings.Fields(arg)
+	size := int64(-1)
+	if len(f) > 0 {
+		size = parseChunkSize(f[0])
+	}
+	if size < 0 {
+		// Without the size the octets that follow cannot be told from
+		// the next command.
+		s.Reply(bdatSyntax)
+		return false
+	}
+	last := len(f) == 2 && strings.EqualFold(f[1], "LAST")
+	var reply string
+	switch {
+	case len(f) > 2 || len(f) == 2 && !last:
+		// RFC 3030 section 2: a refused chunk fails the transaction,
+		// and the chunks still in the pipeline get 503 below.
+		s.resetTx()
+		reply = bdatSyntax
+	case !s.inTx || len(s.rcpts) == 0:
+		reply = "503 5.5.1 Error: need MAIL and RCPT"
+	}
+	if reply != "" {
+		if _, err := io.CopyN(io.Discard, s.br, size); err != nil {
+			return false
+		}
+		if !s.pipelining() {
+			s.checkEarly("BDAT", "", true)
+		}
+		return s.Reply(reply) == nil
+	}
+	if err := s.readChunk(size); err != nil {
+		return false
+	}
+	if !s.pipelining() {
+		s.checkEarly("BDAT", "", true)
+	}
+	if !last {
+		return s.Reply("250 2.0.0 "+strconv.FormatInt(size, 10)+" octets received") == nil
+	}
+	msg := s.newMessage()
+	msg.Data = s.chunkData
+	msg.Raw = append([]byte(nil), s.chunkData...)
+	msg.Chunks = s.chunks
+	declared8, over := s.body8, s.chunkOver
+	s.resetTx()
+	return s.deliver(msg, declared8, over) == nil
+}
+
+// readChunk reads the n octets of a BDAT chunk as they are and adds them
+// to the transaction. Once the chunks exceed the data limit nothing more
+// is kept, as in readData, but every chunk is still consumed.
+func (s *Session) readChunk(n int64) error {
+	s.chunks = append(s.chunks, int(n))
+	s.chunkTotal += n
+	if s.chunkOver || s.chunkTotal > int64(s.srv.dataLimit) {
+		s.chunkOver = true
+		s.chunkData = nil
+		_, err := io.CopyN(io.Discard, s.br, n)
+		return err
+	}
+	off := len(s.chunkData)
+	s.chunkData = append(s.chunkData, make([]byte, n)...)
+	_, err := io.ReadFull(s.br, s.chunkData[off:])
+	return err
+}
+
+// pipelining reports whether the server advertises PIPELINING (RFC 2920).
+func (s *Session) pipelining() bool {
+	return s.advertised("PIPELINING")
+}
+
+// groupEnd reports whether verb, in upper case, may only be the last
+// command of a pipelined group (RFC 2920 section 3.1), apart from DATA,
+// BDAT and QUIT, which are checked elsewhere or not at all.
+func groupEnd(verb string) bool {
+	switch verb {
+	case "EHLO", "HELO", "STARTTLS", "AUTH", "NOOP", "VRFY", "EXPN", "TURN":
+		return true
+	}
+	return false
+}
+
+// checkEarly records a pipelining violation if the client has sent bytes
+// that the server has already read from the connection but not yet
+// processed, just before the server replies to what (a command verb, or
+// a description such as "end of data"). code is the reply code about to
+// be sent, or "" if it does not matter. unpipelined marks a check made
+// only because the server does not advertise PIPELINING.
+//
+// Only bytes already in the session's buffer are seen, so a violation
+// whose bytes arrive after the server's last read is missed; bytes sent
+// in the same write as the command line are normally caught.
+func (s *Session) checkEarly(what, code string, unpipelined bool) {
+	n := s.br.Buffered()
+	if n == 0 {
+		return
+	}
+	if what == "" {
+		what = "empty command"
+	}
+	reply := "the reply"
+	if code != "" {
+		reply = "the " + code + " reply"
+	}
+	v := fmt.Sprintf("%s: %d bytes sent before %s", what, n, reply)
+	if unpipelined {
+		v += " (PIPELINING not advertised)"
+	}
+	s.srv.addViolation(v)
 }
 
 // States of the end-of-data scanner.

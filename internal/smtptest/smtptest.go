@@ -12,8 +12,10 @@
 // What a client sends is verified, not just accepted: the SASL mechanisms
 // (PLAIN, LOGIN, CRAM-MD5, SCRAM-SHA-1 and SCRAM-SHA-256 with their
 // channel-binding -PLUS variants, XOAUTH2, OAUTHBEARER) check the
-// credentials in Options, and MAIL and RCPT parameters are checked
-// against the extensions the server advertises.
+// credentials in Options, MAIL and RCPT parameters are checked
+// against the extensions the server advertises, BDAT (RFC 3030) is
+// accepted only when CHUNKING is advertised, and commands a client sends
+// before it may are recorded as pipelining violations (RFC 2920).
 //
 // The server is meant for tests and examples only: it has no timeouts of
 // its own, keeps everything in memory, and trusts its hooks.
@@ -159,6 +161,26 @@ type Options struct {
 	// advertised (RFC 4954 section 5). Any other parameter, or one whose
 	// extension is not listed, gets "555 5.5.4 Unsupported option: ...";
 	// a listed parameter with a malformed or repeated value gets 501.
+	//
+	// With "CHUNKING" the server accepts "BDAT <size> [LAST]" (RFC 3030;
+	// verb and LAST in any case). It reads exactly size octets after the
+	// command line, as they are, and answers "250 2.0.0 <size> octets
+	// received", or for the LAST chunk ends the message as at the end of
+	// DATA (552, 554, OnData, "250 2.0.0 Ok: queued as <id>") and resets
+	// the transaction. BDAT outside a transaction with at least one
+	// accepted recipient gets "503 5.5.1 Error: need MAIL and RCPT", and
+	// a BDAT line with a valid size but other junk gets
+	// "501 5.5.4 Syntax: BDAT size [LAST]" and fails the transaction; in
+	// both cases the chunk is read and discarded first, so the session
+	// stays in step. A size that is missing or not a decimal number gets
+	// the same 501 and the connection is closed, since the chunk cannot
+	// be skipped. DATA after BDAT in one transaction gets 503 and leaves
+	// the transaction as it is (RFC 3030 section 2 asks for RSET).
+	// Without "CHUNKING", BDAT gets "502 5.5.1 BDAT not available" and
+	// any chunk that follows is read as commands.
+	//
+	// Whether "PIPELINING" is listed decides what the server counts as a
+	// pipelining violation; see Server.PipeliningViolations.
 	Extensions []string
 	// Strict8Bit refuses data the envelope did not declare: a message
 	// with a byte >= 0x80 whose MAIL command lacked BODY=8BITMIME gets
@@ -210,9 +232,11 @@ type Options struct {
 	// The line is recorded in the transcript first. If Handler returns
 	// true the default processing of the line is skipped; for a line
 	// inside an AUTH exchange the exchange is abandoned without a reply.
+	// A Handler that takes a BDAT line leaves its chunk unread, so the
+	// server then reads the chunk's octets as command lines.
 	Handler func(s *Session, line string) bool
-	// OnData, if set, is called after the end of message data has been
-	// read and before the reply. If it returns true the hook has replied
+	// OnData, if set, is called after the end of message data (or the
+	// LAST BDAT chunk) has been read and before the reply. If it returns true the hook has replied
 	// (or closed the session) and the message is not recorded; if it
 	// returns false, *msg (including any changes the hook made) is
 	// recorded and acknowledged with 250. The transaction is reset either
@@ -238,11 +262,18 @@ type Message struct {
 	// "NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;b@example.net"), "" if none.
 	RcptParams []string
 	// Data is the message content with dot-stuffing removed, without the
-	// terminating ".\r\n". Line endings are kept as received.
+	// terminating ".\r\n". Line endings are kept as received. For a
+	// message sent with BDAT it is the concatenation of the chunks,
+	// exactly as received.
 	Data []byte
 	// Raw is the exact bytes received after the 354 reply, including the
-	// terminating ".\r\n".
+	// terminating ".\r\n". For a message sent with BDAT it holds the same
+	// bytes as Data.
 	Raw []byte
+	// Chunks holds the size of each BDAT chunk of the message, in order,
+	// the last being the one sent with LAST (RFC 3030); nil for a
+	// message sent with DATA.
+	Chunks []int
 	// TLS reports whether the session was under TLS when DATA was
 	// received.
 	TLS bool
@@ -269,6 +300,7 @@ func (m Message) clone() Message {
 	m.RcptParams = append([]string(nil), m.RcptParams...)
 	m.Data = append([]byte(nil), m.Data...)
 	m.Raw = append([]byte(nil), m.Raw...)
+	m.Chunks = append([]int(nil), m.Chunks...)
 	return m
 }
 
@@ -311,6 +343,7 @@ type Server struct {
 	transcript []string
 	messages   []Message
 	queueID    int
+	violations []string
 }
 
 // Start starts a server with both listeners on 127.0.0.1:0. opts may be
@@ -510,8 +543,8 @@ func (s *Server) ClientTLSConfig() *tls.Config {
 // Transcript returns a copy of every line received from clients so far,
 // in arrival order across all connections, each as "plain: <line>" or
 // "tls: <line>" depending on whether the session was under TLS when the
-// line arrived, without its line ending. Message data lines are not
-// included. A line is recorded before the server replies to it.
+// line arrived, without its line ending. Message data lines and BDAT
+// chunks are not included; BDAT command lines are. A line is recorded before the server replies to it.
 func (s *Server) Transcript() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -530,14 +563,45 @@ func (s *Server) Messages() []Message {
 	return out
 }
 
-// Reset clears the transcript and the accepted messages, and restarts the
-// "queued as" numbering.
+// Reset clears the transcript, the accepted messages and the pipelining
+// violations, and restarts the "queued as" numbering.
 func (s *Server) Reset() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.transcript = nil
 	s.messages = nil
 	s.queueID = 0
+	s.violations = nil
+}
+
+// PipeliningViolations returns a copy of the pipelining violations seen
+// so far, in order, across all connections. The server records one when,
+// about to reply to a command after which a client must wait (RFC 2920
+// section 3.1: EHLO, HELO, STARTTLS, AUTH and each response inside an
+// AUTH exchange, NOOP, VRFY, EXPN, TURN, and DATA when the reply is
+// 354), it has already read bytes the client sent after that command,
+// for example "DATA: 23 bytes sent before the 354 reply". When
+// Options.Extensions lacks PIPELINING, bytes already read after any
+// command (other than QUIT), after the end of data, or after a BDAT
+// command and its chunk are a violation too, and the entry ends in
+// " (PIPELINING not advertised)". Replies a Handler makes itself are not
+// checked.
+//
+// Detection is best-effort: the server only sees bytes that arrived by
+// the time it last read from the connection, which in practice means
+// bytes the client wrote together with the command (in the same TCP
+// segment or TLS record). A client that writes a command and its
+// successor in separate writes without waiting may go unnoticed.
+func (s *Server) PipeliningViolations() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.violations...)
+}
+
+func (s *Server) addViolation(v string) {
+	s.mu.Lock()
+	s.violations = append(s.violations, v)
+	s.mu.Unlock()
 }
 
 // WaitIdle waits until no connection is open, that is until every session
