@@ -2,10 +2,12 @@ package smtptest
 
 import (
 	"bytes"
+	"fmt"
 	"reflect"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 var chunkingExts = []string{"PIPELINING", "8BITMIME", "ENHANCEDSTATUSCODES", "CHUNKING"}
@@ -337,7 +339,7 @@ func TestPipeliningViolations(t *testing.T) {
 	)
 
 	t.Run("DATA before 354", func(t *testing.T) {
-		srv := NewServer(t, nil)
+		srv := NewServer(t, &Options{AllowPipeliningViolations: true})
 		c := startBDAT(t, srv, false)
 		c.sendRaw(mail + rcpt + "DATA\r\n" + body)
 		c.expect("250 2.1.0 Ok")
@@ -350,7 +352,7 @@ func TestPipeliningViolations(t *testing.T) {
 	})
 
 	t.Run("well-behaved pipelining", func(t *testing.T) {
-		srv := NewServer(t, nil)
+		srv := NewServer(t, &Options{AllowPipeliningViolations: true})
 		c := startBDAT(t, srv, false)
 		c.sendRaw(mail + rcpt + "DATA\r\n")
 		c.expect("250 2.1.0 Ok")
@@ -365,7 +367,7 @@ func TestPipeliningViolations(t *testing.T) {
 	})
 
 	t.Run("group enders", func(t *testing.T) {
-		srv := NewServer(t, &Options{AuthBeforeTLS: true})
+		srv := NewServer(t, &Options{AuthBeforeTLS: true, AllowPipeliningViolations: true})
 		c := dialPlain(t, srv.StartTLSAddr)
 		c.expect("220 mx.test ESMTP tlsmail-test")
 		c.sendRaw("EHLO c\r\nNOOP\r\nRSET\r\n")
@@ -387,7 +389,7 @@ func TestPipeliningViolations(t *testing.T) {
 	})
 
 	t.Run("no PIPELINING", func(t *testing.T) {
-		srv := NewServer(t, &Options{Extensions: []string{"8BITMIME", "CHUNKING"}})
+		srv := NewServer(t, &Options{Extensions: []string{"8BITMIME", "CHUNKING"}, AllowPipeliningViolations: true})
 		c := startBDAT(t, srv, false)
 		c.sendRaw(mail + rcpt)
 		c.expect("250 2.1.0 Ok")
@@ -425,4 +427,38 @@ func TestPipeliningViolations(t *testing.T) {
 			"end of data: 6 bytes sent before the reply (PIPELINING not advertised)",
 		)
 	})
+}
+
+// fakeTB records what NewServer's cleanup reports.
+type fakeTB struct {
+	testing.TB
+	cleanups []func()
+	errors   []string
+}
+
+func (f *fakeTB) Helper()           {}
+func (f *fakeTB) Cleanup(fn func()) { f.cleanups = append(f.cleanups, fn) }
+func (f *fakeTB) Errorf(format string, args ...any) {
+	f.errors = append(f.errors, fmt.Sprintf(format, args...))
+}
+
+// TestNewServerFailsOnViolations: a test using NewServer fails when the
+// client broke the pipelining rules, unless the test allows it.
+func TestNewServerFailsOnViolations(t *testing.T) {
+	for _, allow := range []bool{false, true} {
+		f := &fakeTB{TB: t}
+		srv := NewServer(f, &Options{AllowPipeliningViolations: allow})
+		c := startBDAT(t, srv, false)
+		c.sendRaw("NOOP\r\nNOOP\r\n")
+		c.reply()
+		c.reply()
+		c.raw.Close()
+		srv.WaitIdle(5 * time.Second)
+		for _, fn := range f.cleanups {
+			fn()
+		}
+		if got := len(f.errors); got != map[bool]int{false: 1, true: 0}[allow] {
+			t.Errorf("allow=%v: %d errors: %q", allow, got, f.errors)
+		}
+	}
 }

@@ -244,6 +244,11 @@ type Options struct {
 	// undeclared 8-bit messages get 554, without calling OnData.
 	OnData func(s *Session, msg *Message) bool
 
+	// AllowPipeliningViolations keeps NewServer from failing the test
+	// when the client broke the pipelining rules (see
+	// Server.PipeliningViolations), for tests that do so on purpose.
+	AllowPipeliningViolations bool
+
 	// dataLimit overrides defaultDataLimit (for this package's tests).
 	dataLimit int
 }
@@ -446,7 +451,15 @@ func NewServer(t testing.TB, opts *Options) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(s.Close)
+	t.Cleanup(func() {
+		s.Close()
+		// Why by default: every test that drives a client against this
+		// server also checks that the client kept to RFC 2920's grouping
+		// rules, which no single test could cover.
+		if v := s.PipeliningViolations(); len(v) > 0 && (opts == nil || !opts.AllowPipeliningViolations) {
+			t.Errorf("smtptest: the client broke the pipelining rules (RFC 2920 section 3.1): %q", v)
+		}
+	})
 	return s
 }
 

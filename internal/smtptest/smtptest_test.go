@@ -509,7 +509,7 @@ func TestDotStuffingAndStrictEndOfData(t *testing.T) {
 		{"no final CRLF before dot", "abc.\r\n.\r\n", "abc.\r\n"},
 		{"binary", "\x00\xff\r\n\x1b.\r\n.\r\n", "\x00\xff\r\n\x1b.\r\n"},
 	}
-	srv := NewServer(t, nil)
+	srv := NewServer(t, &Options{AllowPipeliningViolations: true}) // the cases write whole sessions at once
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			srv.Reset()
@@ -1272,7 +1272,7 @@ func TestNoGoroutineLeak(t *testing.T) {
 // TestHostileInput throws random bytes and command fragments at the
 // server: it must neither panic nor hang, and keep serving.
 func TestHostileInput(t *testing.T) {
-	srv := NewServer(t, &Options{
+	srv := NewServer(t, &Options{AllowPipeliningViolations: true,
 		AuthBeforeTLS:   true,
 		dataLimit:       4096,
 		AuthMechanisms:  []string{"PLAIN", "LOGIN", "CRAM-MD5", "SCRAM-SHA-1", "SCRAM-SHA-256", "XOAUTH2", "OAUTHBEARER"},
