@@ -109,7 +109,16 @@ type engine struct {
 	chunking   bool
 	fifo       []expectation
 	txs        []*txn
+	final      bool // the message being sent is the run's last
+	// open is a message streamed with BDAT without waiting for its
+	// replies: the server may still hold its transaction open.
+	open *txn
 }
+
+// ending reports whether the session ends after the current message, so
+// that a transaction that must not be committed can be abandoned by
+// closing the connection, and needs no RSET.
+func (e *engine) ending() bool { return e.o.lastUse && e.final }
 
 // streamWindow bounds the replies left unread while streaming. Why a
 // bound: the server's replies wait in the socket buffers; too many, and a
@@ -145,9 +154,10 @@ func (c *Client) run(ctx context.Context, msgs []*Message, o sendOpts) ([]*Resul
 			c.conn.SetDeadline(time.Time{})
 		}
 	}()
-	for _, m := range msgs {
+	for i, m := range msgs {
 		t := &txn{m: m}
 		e.txs = append(e.txs, t)
+		e.final = i == len(msgs)-1
 		if c.err != nil {
 			t.err = c.unusable()
 			continue
@@ -187,6 +197,18 @@ func (e *engine) transaction(t *txn) {
 	}
 	t.res = &Result{Recipients: make([]RecipientResult, 0, len(m.To))}
 
+	if e.open != nil {
+		// Why: the previous message went out with BDAT before its
+		// replies were read. If all its recipients were refused, the
+		// server refuses its chunks but may keep its MAIL transaction
+		// open, and this MAIL would be refused as nested. RSET ends it
+		// either way, harmlessly after a LAST that succeeded (RFC 5321
+		// section 4.1.1.5; RFC 2920 section 3.1 lets it ride).
+		if e.line("RSET", expectation{kind: expRset, tx: e.open}) != nil {
+			return
+		}
+		e.open = nil
+	}
 	line := "MAIL FROM:<" + m.From + ">"
 	if p.mailParams != "" {
 		line += " " + p.mailParams
@@ -212,7 +234,9 @@ func (e *engine) transaction(t *txn) {
 	}
 
 	if e.chunking {
-		if !e.o.stream || !t.blind() {
+		if e.o.stream && t.blind() {
+			e.open = t
+		} else {
 			if e.drain(0) != nil || e.surplus("BDAT") != nil {
 				return
 			}
@@ -229,7 +253,7 @@ func (e *engine) transaction(t *txn) {
 	// session ends after this message, so that a DATA that must not be
 	// committed can be abandoned by closing the connection.
 	sentData := false
-	if e.pipelining && (t.blind() || e.o.lastUse) {
+	if e.pipelining && (t.blind() || e.ending()) {
 		if e.line("DATA", expectation{kind: expData, tx: t}) != nil {
 			return
 		}
@@ -276,7 +300,7 @@ func (e *engine) transaction(t *txn) {
 // reset ends a transaction the server still holds open (MAIL accepted),
 // unless the session ends anyway.
 func (e *engine) reset(t *txn) {
-	if t.mailErr != nil || e.o.lastUse || e.c.err != nil {
+	if t.mailErr != nil || e.ending() || e.c.err != nil {
 		return
 	}
 	e.line("RSET", expectation{kind: expRset, tx: t})

@@ -1,0 +1,183 @@
+package tlsmail
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/tlsmail/tlsmail/internal/smtptest"
+)
+
+// batchMsgs makes n messages, each with its number in the subject so
+// that delivery order and content can be checked byte for byte.
+func batchMsgs(n int, to func(i int) []string) ([]*Message, []string) {
+	var msgs []*Message
+	var bodies []string
+	for i := range n {
+		body := fmt.Sprintf("Subject: %d\r\n\r\n.line %d\r\n", i, i)
+		bodies = append(bodies, body)
+		msgs = append(msgs, &Message{From: "a@example.com", To: to(i), Body: strings.NewReader(body)})
+	}
+	return msgs, bodies
+}
+
+// TestSendBatch: per-message outcomes over one connection, with and
+// without CHUNKING, through refused recipients (all-or-nothing and
+// partial delivery) and a refused body; the delivered messages are
+// exactly the ones reported accepted, byte for byte, in order.
+func TestSendBatch(t *testing.T) {
+	for _, chunking := range []bool{false, true} {
+		t.Run(fmt.Sprintf("chunking=%v", chunking), func(t *testing.T) {
+			opts := refuse("bad@example.net")
+			if chunking {
+				opts.Extensions = chunkingExts
+			}
+			opts.OnData = func(s *smtptest.Session, m *smtptest.Message) bool {
+				if strings.HasPrefix(string(m.Data), "Subject: 7\r\n") {
+					s.Reply("554 5.7.1 rejected as spam")
+					return true
+				}
+				return false
+			}
+			srv := smtptest.NewServer(t, opts)
+			msgs, bodies := batchMsgs(12, func(i int) []string {
+				switch i {
+				case 3, 4: // all-or-nothing (3) and partial delivery (4)
+					return []string{"b@example.net", "bad@example.net"}
+				case 9:
+					return []string{"bad@example.net"}
+				}
+				return []string{"b@example.net"}
+			})
+			msgs[4].PartialDelivery = true
+			d := testDialer(srv, ImplicitTLS)
+			res, err := d.SendBatch(context.Background(), srv.ImplicitAddr, nil, msgs)
+			var se *Error
+			if !errors.As(err, &se) || se.Code != 550 || !strings.Contains(err.Error(), "bad@example.net") {
+				t.Fatalf("SendBatch error %v; want message 3's refused recipient", err)
+			}
+			var want []string
+			for i, r := range res {
+				code := 0
+				if errors.As(r.Err, &se) {
+					code = se.Code
+				}
+				switch i {
+				case 3, 9:
+					if code != 550 {
+						t.Errorf("message %d: %v; want the 550", i, r.Err)
+					}
+				case 7:
+					if code != 554 {
+						t.Errorf("message %d: %v; want the 554", i, r.Err)
+					}
+				default:
+					if r.Err != nil {
+						t.Errorf("message %d: %v", i, r.Err)
+						continue
+					}
+					want = append(want, bodies[i])
+					wantAcc := []string{"b@example.net"}
+					if got := r.Result.Accepted(); !slices.Equal(got, wantAcc) {
+						t.Errorf("message %d accepted %q", i, got)
+					}
+				}
+			}
+			if rr := res[4].Result; rr == nil || len(rr.Recipients) != 2 || rr.Recipients[1].Err == nil || rr.Recipients[1].Err.Code != 550 {
+				t.Errorf("message 4's recipients: %+v", rr)
+			}
+			var got []string
+			for _, m := range srv.Messages() {
+				got = append(got, string(m.Data))
+			}
+			if !slices.Equal(got, want) {
+				t.Errorf("delivered:\n\t%q\nwant:\n\t%q", got, want)
+			}
+		})
+	}
+}
+
+// TestSendBatchRoundTrips counts the client's waits for the server: with
+// PIPELINING at most one per message, and with CHUNKING a handful for a
+// hundred messages.
+func TestSendBatchRoundTrips(t *testing.T) {
+	for _, chunking := range []bool{false, true} {
+		t.Run(fmt.Sprintf("chunking=%v", chunking), func(t *testing.T) {
+			opts := &smtptest.Options{}
+			if chunking {
+				opts.Extensions = chunkingExts
+			}
+			srv := smtptest.NewServer(t, opts)
+			c, w := pipeClient(t, srv)
+			const n = 100
+			msgs, bodies := batchMsgs(n, func(int) []string { return []string{"b@example.net"} })
+			if _, err := c.SendBatch(context.Background(), msgs); err != nil {
+				t.Fatal(err)
+			}
+			waits := len(w.groups()) - 1 // the first group is EHLO
+			limit := n + 1
+			if chunking {
+				limit = n / 10
+			}
+			if waits > limit {
+				t.Errorf("%d waits for %d messages; want at most %d", waits, n, limit)
+			}
+			ms := srv.Messages()
+			if len(ms) != n {
+				t.Fatalf("%d messages delivered", len(ms))
+			}
+			for i, m := range ms {
+				if string(m.Data) != bodies[i] {
+					t.Fatalf("message %d: %q, want %q", i, m.Data, bodies[i])
+				}
+			}
+		})
+	}
+}
+
+// TestSendBatchConnectionLost: the server drops the connection when the
+// fifth message ends. It and every message whose content had gone out
+// may have been delivered and say so; those before it are accepted or,
+// when the reset connection lost their replies on the way, say that they
+// may have been delivered; none after it is reported accepted.
+func TestSendBatchConnectionLost(t *testing.T) {
+	for _, chunking := range []bool{false, true} {
+		t.Run(fmt.Sprintf("chunking=%v", chunking), func(t *testing.T) {
+			var seen atomic.Int32
+			opts := &smtptest.Options{OnData: func(s *smtptest.Session, m *smtptest.Message) bool {
+				if seen.Add(1) == 5 {
+					s.Close()
+					return true
+				}
+				return false
+			}}
+			if chunking {
+				opts.Extensions = chunkingExts
+			}
+			srv := smtptest.NewServer(t, opts)
+			c, _ := pipeClient(t, srv)
+			msgs, _ := batchMsgs(10, func(int) []string { return []string{"b@example.net"} })
+			res, err := c.SendBatch(context.Background(), msgs)
+			if err == nil {
+				t.Fatal("SendBatch succeeded over a dropped connection")
+			}
+			for i, r := range res {
+				switch {
+				case i < 4 && r.Err != nil && !errors.Is(r.Err, ErrUnknownOutcome):
+					t.Errorf("message %d: %v", i, r.Err)
+				case i == 4 && !errors.Is(r.Err, ErrUnknownOutcome):
+					t.Errorf("message 4: %v; want ErrUnknownOutcome", r.Err)
+				case i > 4 && r.Err == nil:
+					t.Errorf("message %d reported accepted after the connection was lost", i)
+				}
+			}
+			if n := len(srv.Messages()); n != 4 {
+				t.Errorf("%d messages delivered, want 4", n)
+			}
+		})
+	}
+}

@@ -1,0 +1,170 @@
+package tlsmail
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/tlsmail/tlsmail/internal/smtptest"
+	"github.com/tlsmail/tlsmail/internal/wire"
+)
+
+// chunkingExts is smtptest's default list with CHUNKING.
+var chunkingExts = append(slices.Clone(defaultExtensions), "CHUNKING")
+
+// bdatPayload is the content of one full BDAT chunk: the frame less its
+// "BDAT n\r\n" header.
+var bdatPayload = bdatFrame - len(fmt.Sprintf("BDAT %d\r\n", bdatFrame-13))
+
+// largeBody is a message of about n bytes whose lines need every kind of
+// care: leading dots, bare LF, bare CR, and a "\r\n.\r\n" inside.
+func largeBody(n int) string {
+	var b strings.Builder
+	b.WriteString("From: a@example.com\r\nTo: b@example.net\r\nSubject: big\r\n\r\n")
+	for i := 0; b.Len() < n; i++ {
+		switch i % 7 {
+		case 0:
+			b.WriteString(".leading dot\r\n")
+		case 1:
+			b.WriteString("bare LF\n")
+		case 2:
+			b.WriteString("bare CR\r")
+		case 3:
+			b.WriteString("\r\n.\r\n")
+		default:
+			b.WriteString(strings.Repeat("x", 70) + "\r\n")
+		}
+	}
+	return b.String()
+}
+
+// crlf is what both DATA and BDAT deliver: every line ending CRLF, the
+// last line ended, no dot-stuffing left.
+func crlf(s string) string {
+	s = strings.ReplaceAll(s, "\r\n", "\n")
+	s = strings.ReplaceAll(s, "\r", "\n")
+	s = strings.ReplaceAll(s, "\n", "\r\n")
+	if !strings.HasSuffix(s, "\r\n") {
+		s += "\r\n"
+	}
+	return s
+}
+
+// TestChunkingDeliversSameBytes sends one message over DATA and over BDAT
+// and insists on the same delivered bytes, with BDAT in chunks of the
+// documented size and no DATA command.
+func TestChunkingDeliversSameBytes(t *testing.T) {
+	body := largeBody(3*bdatPayload + 1000)
+	want := crlf(body)
+	for _, chunking := range []bool{false, true} {
+		t.Run(fmt.Sprintf("chunking=%v", chunking), func(t *testing.T) {
+			opts := &smtptest.Options{}
+			if chunking {
+				opts.Extensions = chunkingExts
+			}
+			srv := smtptest.NewServer(t, opts)
+			d := testDialer(srv, ImplicitTLS)
+			m := &Message{From: "a@example.com", To: []string{"b@example.net", "c@example.net"}, Body: strings.NewReader(body)}
+			if _, err := d.Send(context.Background(), srv.ImplicitAddr, nil, m); err != nil {
+				t.Fatal(err)
+			}
+			msgs := srv.Messages()
+			if len(msgs) != 1 {
+				t.Fatalf("%d messages delivered", len(msgs))
+			}
+			if got := string(msgs[0].Data); got != want {
+				t.Fatalf("delivered %d bytes, want %d; first difference at %d", len(got), len(want), firstDiff(got, want))
+			}
+			var verbs []string
+			for _, l := range transcript(t, srv) {
+				verbs = append(verbs, strings.Fields(strings.TrimPrefix(l, "tls: "))[0])
+			}
+			if chunking {
+				n := len(want)
+				wantChunks := []int{bdatPayload, bdatPayload, bdatPayload, n - 3*bdatPayload}
+				if !slices.Equal(msgs[0].Chunks, wantChunks) {
+					t.Errorf("chunks %v, want %v", msgs[0].Chunks, wantChunks)
+				}
+				if want := []string{"EHLO", "MAIL", "RCPT", "RCPT", "BDAT", "BDAT", "BDAT", "BDAT", "QUIT"}; !slices.Equal(verbs, want) {
+					t.Errorf("commands %q, want %q", verbs, want)
+				}
+			} else if want := []string{"EHLO", "MAIL", "RCPT", "RCPT", "DATA", "QUIT"}; !slices.Equal(verbs, want) {
+				t.Errorf("commands %q, want %q", verbs, want)
+			}
+		})
+	}
+}
+
+func firstDiff(a, b string) int {
+	for i := range min(len(a), len(b)) {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return min(len(a), len(b))
+}
+
+// TestChunkingFrameSize pins bdatPayload to what the encoder does, so the
+// test above cannot agree with a wrong constant.
+func TestChunkingFrameSize(t *testing.T) {
+	var b bytes.Buffer
+	w := wire.NewChunkWriter(&b, bdatFrame)
+	w.Write(bytes.Repeat([]byte("x"), bdatPayload))
+	if got, want := b.String()[:len(fmt.Sprintf("BDAT %d\r\n", bdatPayload))], fmt.Sprintf("BDAT %d\r\n", bdatPayload); got != want || b.Len() != bdatFrame {
+		t.Fatalf("first frame %q... of %d bytes; want %q of %d", got, b.Len(), want, bdatFrame)
+	}
+}
+
+// TestChunkingRefusedRecipientNeverDelivers: under all-or-nothing, a
+// refused recipient means no BDAT is sent at all, over a connection that
+// stays in use (RSET) and one that ends (QUIT without LAST).
+func TestChunkingRefusedRecipientNeverDelivers(t *testing.T) {
+	opts := refuse("bad@example.net")
+	opts.Extensions = chunkingExts
+	srv := smtptest.NewServer(t, opts)
+	d := testDialer(srv, ImplicitTLS)
+	m := &Message{From: "a@example.com", To: []string{"b@example.net", "bad@example.net"}, Body: strings.NewReader(testMsg)}
+	_, err := d.Send(context.Background(), srv.ImplicitAddr, nil, m)
+	var se *Error
+	if !errors.As(err, &se) || se.Code != 550 {
+		t.Fatalf("Send: %v; want the 550", err)
+	}
+	if n := len(srv.Messages()); n != 0 {
+		t.Fatalf("%d messages delivered", n)
+	}
+	for _, l := range transcript(t, srv) {
+		if strings.Contains(l, "BDAT") || strings.Contains(l, "DATA") {
+			t.Fatalf("message data sent after a refusal: %q", l)
+		}
+	}
+}
+
+// TestChunkingRefusedAtLast: the server's refusal of the LAST chunk is
+// the message's failure, and the client can go on to the next message.
+func TestChunkingRefusedAtLast(t *testing.T) {
+	first := true
+	srv := smtptest.NewServer(t, &smtptest.Options{Extensions: chunkingExts, OnData: func(s *smtptest.Session, msg *smtptest.Message) bool {
+		if first {
+			first = false
+			s.Reply("554 5.7.1 Message rejected as spam")
+			return true
+		}
+		return false
+	}})
+	c, _ := pipeClient(t, srv)
+	_, err := c.Send(context.Background(), pipeMsg("b@example.net"))
+	var se *Error
+	if !errors.As(err, &se) || se.Code != 554 {
+		t.Fatalf("first Send: %v; want the 554", err)
+	}
+	if _, err := c.Send(context.Background(), pipeMsg("b@example.net")); err != nil {
+		t.Fatalf("second Send: %v", err)
+	}
+	if msgs := srv.Messages(); len(msgs) != 1 || string(msgs[0].Data) != testMsg {
+		t.Fatalf("delivered %d messages", len(msgs))
+	}
+}
