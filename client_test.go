@@ -22,7 +22,13 @@ import (
 // the package-level SendMail and Dial, which use the system roots, can be
 // tested as they are. Go reads SSL_CERT_FILE once, on first use, so this
 // must happen before any test runs.
+//
+// With TLSMAIL_BENCH_SINK=1 the binary is instead the benchmarks' sink
+// subprocess (see runBenchSink).
 func TestMain(m *testing.M) {
+	if os.Getenv(benchSinkEnv) == "1" {
+		os.Exit(runBenchSink())
+	}
 	srv, err := smtptest.Start(nil)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
