@@ -2,12 +2,15 @@ package tlsmail
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/tlsmail/tlsmail/internal/smtptest"
 )
@@ -179,5 +182,110 @@ func TestSendBatchConnectionLost(t *testing.T) {
 				t.Errorf("%d messages delivered, want 4", n)
 			}
 		})
+	}
+}
+
+// extraReply answers the first message's end of data twice, as a server
+// that has lost count of its replies would.
+func extraReply() *smtptest.Options {
+	var n atomic.Int32
+	return &smtptest.Options{OnData: func(s *smtptest.Session, m *smtptest.Message) bool {
+		if n.Add(1) == 1 {
+			s.WriteRaw([]byte("250 2.0.0 Ok: queued\r\n250 2.0.0 Ok: queued again\r\n"))
+			return true
+		}
+		return false
+	}}
+}
+
+// TestSendBatchOutOfStepDoubtsEarlier: once a reply is found out of
+// step, the replies already taken for earlier messages may have been
+// other commands', so those messages may or may not have been delivered.
+func TestSendBatchOutOfStepDoubtsEarlier(t *testing.T) {
+	srv := smtptest.NewServer(t, extraReply())
+	c, _ := pipeClient(t, srv)
+	msgs, _ := batchMsgs(3, func(int) []string { return []string{"b@example.net"} })
+	res, err := c.SendBatch(context.Background(), msgs)
+	if !errors.Is(err, ErrUnknownOutcome) {
+		t.Fatalf("SendBatch: %v; want ErrUnknownOutcome first", err)
+	}
+	if !errors.Is(res[0].Err, ErrUnknownOutcome) {
+		t.Errorf("message 0: %v; want ErrUnknownOutcome", res[0].Err)
+	}
+	for i, r := range res[1:] {
+		if !errors.Is(r.Err, ErrProtocol) {
+			t.Errorf("message %d: %v; want ErrProtocol", i+1, r.Err)
+		}
+	}
+}
+
+// TestSendQuitOutOfStep: QUIT rides with the end of data; a second 250
+// where QUIT's 221 belongs shows the replies out of step, so the 250
+// taken as the message's acceptance proves nothing.
+func TestSendQuitOutOfStep(t *testing.T) {
+	srv := smtptest.NewServer(t, extraReply())
+	d := testDialer(srv, ImplicitTLS)
+	_, err := d.Send(context.Background(), srv.ImplicitAddr, nil, pipeMsg("b@example.net"))
+	if !errors.Is(err, ErrUnknownOutcome) || !errors.Is(err, ErrProtocol) {
+		t.Fatalf("Send: %v; want ErrUnknownOutcome and ErrProtocol", err)
+	}
+}
+
+// TestSendBatchReadsAsItStreams: with small socket buffers on both sides,
+// a client that wrote a long batch without reading would fill the
+// server's send buffer, stop the server reading, and block. Reading
+// replies while streaming keeps the batch moving.
+func TestSendBatchReadsAsItStreams(t *testing.T) {
+	opts := &smtptest.Options{Extensions: chunkingExts, OnAccept: func(c net.Conn) bool {
+		c.(*net.TCPConn).SetWriteBuffer(16384)
+		c.(*net.TCPConn).SetReadBuffer(16384)
+		return false
+	}}
+	srv := smtptest.NewServer(t, opts)
+	raw, err := net.Dial("tcp", srv.ImplicitAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw.(*net.TCPConn).SetReadBuffer(16384)
+	raw.(*net.TCPConn).SetWriteBuffer(16384)
+	cfg := srv.ClientTLSConfig()
+	cfg.ServerName = "127.0.0.1"
+	c, err := NewClient(tls.Client(raw, cfg), "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.netsmtp = false
+	c.timeouts.data = 5 * time.Second
+	c.timeouts.command = 5 * time.Second
+	defer c.Close()
+	const n = 1500
+	msgs, _ := batchMsgs(n, func(int) []string { return []string{"b@example.net"} })
+	if _, err := c.SendBatch(context.Background(), msgs); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(srv.Messages()); got != n {
+		t.Fatalf("%d messages delivered, want %d", got, n)
+	}
+}
+
+// TestSendBatchSurplusReplyDoubtsAll: a reply nobody asked for, after
+// the last message's, shows the replies out of step somewhere in the
+// run, so no message's acceptance can be trusted.
+func TestSendBatchSurplusReplyDoubtsAll(t *testing.T) {
+	var n atomic.Int32
+	srv := smtptest.NewServer(t, &smtptest.Options{OnData: func(s *smtptest.Session, m *smtptest.Message) bool {
+		if n.Add(1) == 2 {
+			s.WriteRaw([]byte("250 2.0.0 Ok: queued\r\n250 2.0.0 Ok: queued again\r\n"))
+			return true
+		}
+		return false
+	}})
+	c, _ := pipeClient(t, srv)
+	msgs, _ := batchMsgs(2, func(int) []string { return []string{"b@example.net"} })
+	res, _ := c.SendBatch(context.Background(), msgs)
+	for i, r := range res {
+		if !errors.Is(r.Err, ErrUnknownOutcome) {
+			t.Errorf("message %d: %v; want ErrUnknownOutcome", i, r.Err)
+		}
 	}
 }

@@ -16,10 +16,6 @@ import (
 // chunkingExts is smtptest's default list with CHUNKING.
 var chunkingExts = append(slices.Clone(defaultExtensions), "CHUNKING")
 
-// bdatPayload is the content of one full BDAT chunk: the frame less its
-// "BDAT n\r\n" header.
-var bdatPayload = bdatFrame - len(fmt.Sprintf("BDAT %d\r\n", bdatFrame-13))
-
 // largeBody is a message of about n bytes whose lines need every kind of
 // care: leading dots, bare LF, bare CR, and a "\r\n.\r\n" inside.
 func largeBody(n int) string {
@@ -166,5 +162,62 @@ func TestChunkingRefusedAtLast(t *testing.T) {
 	}
 	if msgs := srv.Messages(); len(msgs) != 1 || string(msgs[0].Data) != testMsg {
 		t.Fatalf("delivered %d messages", len(msgs))
+	}
+}
+
+// TestChunkingGroups pins what goes out together with CHUNKING: a short
+// message with one recipient in one group with its envelope; after a
+// refusal, RSET before the Client's next use; a message larger than a
+// chunk, or with several recipients, after the envelope's replies.
+func TestChunkingGroups(t *testing.T) {
+	opts := refuse("bad@example.net")
+	opts.Extensions = chunkingExts
+	srv := smtptest.NewServer(t, opts)
+	c, w := pipeClient(t, srv)
+	ctx := context.Background()
+	bdat := fmt.Sprintf("BDAT %d LAST\r\n", len(testMsg)) + testMsg
+
+	if _, err := c.Send(ctx, pipeMsg("b@example.net")); err != nil {
+		t.Fatal(err)
+	}
+	_, err := c.Send(ctx, pipeMsg("bad@example.net"))
+	var se *Error
+	if !errors.As(err, &se) || se.Code != 550 {
+		t.Fatalf("Send to a refused recipient: %v", err)
+	}
+	if _, err := c.Send(ctx, pipeMsg("b@example.net", "c@example.net")); err != nil {
+		t.Fatal(err)
+	}
+	big := largeBody(bdatPayload + 1)
+	if _, err := c.Send(ctx, &Message{From: "a@example.com", To: []string{"b@example.net"}, Body: strings.NewReader(big)}); err != nil {
+		t.Fatal(err)
+	}
+	bigMail := fmt.Sprintf("MAIL FROM:<a@example.com> SIZE=%d\r\n", len(crlf(big)))
+	norm := crlf(big)
+	wantGroups := []string{gEHLO,
+		gMAIL + rcpts("b@example.net") + bdat,
+		gMAIL + rcpts("bad@example.net") + bdat,
+		"RSET\r\n",
+		gMAIL + rcpts("b@example.net", "c@example.net"),
+		bdat,
+		bigMail + rcpts("b@example.net"),
+		fmt.Sprintf("BDAT %d\r\n%sBDAT %d LAST\r\n%s", bdatPayload, norm[:bdatPayload], len(norm)-bdatPayload, norm[bdatPayload:]),
+	}
+	g := w.groups()
+	if !slices.Equal(g, wantGroups) {
+		short := func(x []string) []string {
+			var out []string
+			for _, s := range x {
+				if len(s) > 200 {
+					s = s[:100] + fmt.Sprintf("...(%d bytes)...", len(s)) + s[len(s)-60:]
+				}
+				out = append(out, s)
+			}
+			return out
+		}
+		t.Errorf("client wrote, between waits:\n\t%q\nwant:\n\t%q", short(g), short(wantGroups))
+	}
+	if n := len(srv.Messages()); n != 3 {
+		t.Errorf("%d messages delivered, want 3", n)
 	}
 }

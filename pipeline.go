@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 	"time"
 
 	"github.com/tlsmail/tlsmail/internal/wire"
@@ -171,6 +170,14 @@ func (c *Client) run(ctx context.Context, msgs []*Message, o sendOpts) ([]*Resul
 	if e.drain(0) == nil {
 		e.surplus("the next command")
 	}
+	if t := e.open; t != nil && t.final == nil && !o.lastUse && c.err == nil {
+		// The last message went out before its replies and failed: the
+		// server may hold its transaction open for the Client's next
+		// use (see transaction).
+		if e.line("RSET", expectation{kind: expRset, tx: t}) == nil && e.drain(0) == nil {
+			e.surplus("the next command")
+		}
+	}
 	for i, t := range e.txs {
 		results[i], errs[i] = e.outcome(t)
 	}
@@ -234,7 +241,11 @@ func (e *engine) transaction(t *txn) {
 	}
 
 	if e.chunking {
-		if e.o.stream && t.blind() {
+		// A message that may be committed blind goes out at once in a
+		// batch, and otherwise when it fits in one chunk: a larger one
+		// waits for the envelope's replies (one round trip, small beside
+		// the upload) rather than upload in vain to a refused recipient.
+		if e.pipelining && t.blind() && (e.o.stream || body.known && body.size <= int64(bdatPayload)) {
 			e.open = t
 		} else {
 			if e.drain(0) != nil || e.surplus("BDAT") != nil {
@@ -449,16 +460,6 @@ func (e *engine) settle(x expectation, rep wire.Reply) {
 		verb = "BDAT"
 	case x.kind == expEnd, x.kind == expVoid:
 		verb = "DATA"
-	case x.kind == expQuit && rep.Code != 221 && rep.Code < 400:
-		// Why fatal: QUIT is answered with 221 (RFC 5321 section
-		// 4.1.1.10). Another positive reply here belongs to an earlier
-		// command, most likely the end of data, so the replies read
-		// for the messages before it are in doubt: the one taken for
-		// the message's acceptance may have been another's.
-		text, _ := c.secrets().redact(strings.Join(rep.Lines, " "))
-		c.fail(fmt.Errorf("%w: unexpected reply %d to QUIT: %q", ErrProtocol, rep.Code, wire.Quote([]byte(text))))
-		e.doubt()
-		return
 	}
 	var want []int
 	switch x.kind {
@@ -632,6 +633,10 @@ func (e *engine) data(t *txn, body content, p plan) {
 // bdatFrame is the size of one BDAT command with its chunk: a whole
 // number of TLS records.
 const bdatFrame = 8 * wire.RecordSize
+
+// bdatPayload is the content of a full chunk: the frame less the
+// 13-octet "BDAT 131059\r\n".
+const bdatPayload = bdatFrame - 13
 
 // bdat sends the content as BDAT chunks (RFC 3030), the last with LAST.
 // While chunks go out, the replies to earlier ones are read so that no
