@@ -21,6 +21,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -176,6 +177,8 @@ func rts(d, rtt time.Duration) float64 { return float64(d) / float64(rtt) }
 //     DATA, RSET, NOOP, QUIT), honours pipelining, and reads message data
 //     in large buffers looking only for the end-of-data marker, so that it
 //     is never the bottleneck;
+//   - the chunking port does the same and offers CHUNKING too, discarding
+//     each BDAT chunk (RFC 3030) without looking at it;
 //   - the raw port reads until the client's close_notify and answers one
 //     byte, so a raw tls.Conn write can be timed to the same point as a
 //     250 reply.
@@ -199,9 +202,15 @@ func runBenchSink() int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	go serve(smtpLn, sinkSMTP)
+	chunkLn, err := tls.Listen("tcp", "127.0.0.1:0", cfg)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	go serve(smtpLn, func(c net.Conn) { sinkSMTP(c, false) })
+	go serve(chunkLn, func(c net.Conn) { sinkSMTP(c, true) })
 	go serve(rawLn, sinkRaw)
-	fmt.Printf("%s %s %s\n", smtpLn.Addr(), rawLn.Addr(), base64.StdEncoding.EncodeToString(cert.Certificate[0]))
+	fmt.Printf("%s %s %s %s\n", smtpLn.Addr(), rawLn.Addr(), base64.StdEncoding.EncodeToString(cert.Certificate[0]), chunkLn.Addr())
 	io.Copy(io.Discard, os.Stdin)
 	return 0
 }
@@ -246,7 +255,7 @@ func sinkRaw(c net.Conn) {
 
 var endOfData = []byte("\r\n.\r\n")
 
-func sinkSMTP(c net.Conn) {
+func sinkSMTP(c net.Conn, chunking bool) {
 	r := bufio.NewReaderSize(c, 1<<20)
 	w := bufio.NewWriter(c)
 	reply := func(s string) {
@@ -267,7 +276,21 @@ func sinkSMTP(c net.Conn) {
 		}
 		switch verb {
 		case "EHLO":
-			reply("250-sink\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 SIZE 104857600\r\n")
+			if chunking {
+				reply("250-sink\r\n250-PIPELINING\r\n250-CHUNKING\r\n250-8BITMIME\r\n250 SIZE 104857600\r\n")
+			} else {
+				reply("250-sink\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 SIZE 104857600\r\n")
+			}
+		case "BDAT":
+			f := strings.Fields(line)
+			n, err := strconv.Atoi(f[1])
+			if !chunking || err != nil {
+				return
+			}
+			if _, err := r.Discard(n); err != nil {
+				return
+			}
+			reply("250 ok\r\n")
 		case "HELO", "MAIL", "RCPT", "RSET", "NOOP":
 			reply("250 ok\r\n")
 		case "DATA":
@@ -320,6 +343,7 @@ func skipData(r *bufio.Reader) bool {
 // benchSink is a running sink subprocess.
 type benchSink struct {
 	SMTPAddr, RawAddr string
+	ChunkAddr         string // the SMTP port that offers CHUNKING
 	TLSConfig         *tls.Config // trusts the sink's certificate
 }
 
@@ -349,7 +373,7 @@ func startBenchSink(b *testing.B) *benchSink {
 		b.Fatalf("sink subprocess: %v", err)
 	}
 	f := strings.Fields(line)
-	if len(f) != 3 {
+	if len(f) != 4 {
 		b.Fatalf("sink subprocess said %q", line)
 	}
 	der, err := base64.StdEncoding.DecodeString(f[2])
@@ -362,5 +386,5 @@ func startBenchSink(b *testing.B) *benchSink {
 	}
 	pool := x509.NewCertPool()
 	pool.AddCert(cert)
-	return &benchSink{SMTPAddr: f[0], RawAddr: f[1], TLSConfig: &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}}
+	return &benchSink{SMTPAddr: f[0], RawAddr: f[1], ChunkAddr: f[3], TLSConfig: &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}}
 }

@@ -164,8 +164,23 @@ func BenchmarkSendMail(b *testing.B) {
 }
 
 // benchExtensions is what the in-process server advertises in the latency
-// benchmarks: PIPELINING, and no CHUNKING (which it does not implement).
+// benchmarks: PIPELINING, and CHUNKING in the "chunking" runs.
 var benchExtensions = []string{"PIPELINING", "8BITMIME", "SIZE 67108864", "ENHANCEDSTATUSCODES"}
+
+// eachServer runs f as two sub-benchmarks: against a server that offers
+// PIPELINING ("pipelining") and one that also offers CHUNKING
+// ("chunking"), as Postfix, Gmail and Microsoft 365 do.
+func eachServer(b *testing.B, f func(b *testing.B, srv *smtptest.Server)) {
+	for _, kind := range []string{"pipelining", "chunking"} {
+		b.Run(kind, func(b *testing.B) {
+			exts := benchExtensions
+			if kind == "chunking" {
+				exts = append(slices.Clone(exts), "CHUNKING")
+			}
+			f(b, smtptest.NewServer(b, &smtptest.Options{Extensions: exts}))
+		})
+	}
+}
 
 // recipients returns n distinct recipient addresses.
 func recipients(n int) []string {
@@ -223,55 +238,56 @@ func reportRT(b *testing.B, unit string, ours, theirs float64) {
 func BenchmarkRoundTrips(b *testing.B) {
 	rtt := benchRTT(b)
 	msg := benchMessage(1 << 10)
-	srv := smtptest.NewServer(b, &smtptest.Options{Extensions: benchExtensions})
-	for _, tc := range []struct {
-		name   string
-		mode   Mode
-		target string
-	}{
-		{"implicit", ImplicitTLS, srv.ImplicitAddr},
-		{"starttls", STARTTLS, srv.StartTLSAddr},
-	} {
-		proxy := newLatencyProxy(b, tc.target, rtt)
-		for _, n := range []int{1, 5} {
-			to := recipients(n)
-			b.Run(fmt.Sprintf("%s/%drcpt", tc.name, n), func(b *testing.B) {
-				d := &Dialer{Mode: tc.mode, TLSConfig: srv.ClientTLSConfig()}
-				cfg := srv.ClientTLSConfig()
-				cfg.ServerName = "127.0.0.1"
-				var ours, theirs time.Duration
-				ops := 0
-				for b.Loop() {
-					srv.Reset()
-					start := time.Now()
-					if err := d.SendMail(proxy.Addr, PlainAuth("", "user", "pass", "127.0.0.1"), "a@example.com", to, msg); err != nil {
-						b.Fatal(err)
-					}
-					ours += time.Since(start)
-					checkDelivered(b, srv, to, msg, 1)
+	eachServer(b, func(b *testing.B, srv *smtptest.Server) {
+		for _, tc := range []struct {
+			name   string
+			mode   Mode
+			target string
+		}{
+			{"implicit", ImplicitTLS, srv.ImplicitAddr},
+			{"starttls", STARTTLS, srv.StartTLSAddr},
+		} {
+			proxy := newLatencyProxy(b, tc.target, rtt)
+			for _, n := range []int{1, 5} {
+				to := recipients(n)
+				b.Run(fmt.Sprintf("%s/%drcpt", tc.name, n), func(b *testing.B) {
+					d := &Dialer{Mode: tc.mode, TLSConfig: srv.ClientTLSConfig()}
+					cfg := srv.ClientTLSConfig()
+					cfg.ServerName = "127.0.0.1"
+					var ours, theirs time.Duration
+					ops := 0
+					for b.Loop() {
+						srv.Reset()
+						start := time.Now()
+						if err := d.SendMail(proxy.Addr, PlainAuth("", "user", "pass", "127.0.0.1"), "a@example.com", to, msg); err != nil {
+							b.Fatal(err)
+						}
+						ours += time.Since(start)
+						checkDelivered(b, srv, to, msg, 1)
 
-					srv.Reset()
-					auth := smtp.PlainAuth("", "user", "pass", "127.0.0.1")
-					start = time.Now()
-					var err error
-					if tc.mode == ImplicitTLS {
-						err = netSMTPSend(proxy.Addr, cfg, auth, to, msg)
-					} else {
-						// The real thing: STARTTLS against the system
-						// roots, which TestMain points at the test CA.
-						err = smtp.SendMail(proxy.Addr, auth, "a@example.com", to, msg)
+						srv.Reset()
+						auth := smtp.PlainAuth("", "user", "pass", "127.0.0.1")
+						start = time.Now()
+						var err error
+						if tc.mode == ImplicitTLS {
+							err = netSMTPSend(proxy.Addr, cfg, auth, to, msg)
+						} else {
+							// The real thing: STARTTLS against the system
+							// roots, which TestMain points at the test CA.
+							err = smtp.SendMail(proxy.Addr, auth, "a@example.com", to, msg)
+						}
+						if err != nil {
+							b.Fatal(err)
+						}
+						theirs += time.Since(start)
+						checkDelivered(b, srv, to, msg, 1)
+						ops++
 					}
-					if err != nil {
-						b.Fatal(err)
-					}
-					theirs += time.Since(start)
-					checkDelivered(b, srv, to, msg, 1)
-					ops++
-				}
-				reportRT(b, "op", rts(ours, rtt)/float64(ops), rts(theirs, rtt)/float64(ops))
-			})
+					reportRT(b, "op", rts(ours, rtt)/float64(ops), rts(theirs, rtt)/float64(ops))
+				})
+			}
 		}
-	}
+	})
 }
 
 // BenchmarkReuse measures the round trips per message on a session that
@@ -286,62 +302,63 @@ func BenchmarkReuse(b *testing.B) {
 	const perOp = 10
 	rtt := benchRTT(b)
 	msg := benchMessage(1 << 10)
-	srv := smtptest.NewServer(b, &smtptest.Options{Extensions: benchExtensions})
-	proxy := newLatencyProxy(b, srv.ImplicitAddr, rtt)
-	for _, n := range []int{1, 5} {
-		to := recipients(n)
-		b.Run(fmt.Sprintf("%drcpt", n), func(b *testing.B) {
-			d := &Dialer{TLSConfig: srv.ClientTLSConfig()}
-			cfg := srv.ClientTLSConfig()
-			cfg.ServerName = "127.0.0.1"
-			ctx := context.Background()
-			var ours, theirs time.Duration
-			msgs := 0
-			for b.Loop() {
-				srv.Reset()
-				c, err := d.Dial(proxy.Addr)
-				if err != nil {
-					b.Fatal(err)
-				}
-				if err := c.Auth(PlainAuth("", "user", "pass", "127.0.0.1")); err != nil {
-					b.Fatal(err)
-				}
-				start := time.Now()
-				for range perOp {
-					if _, err := c.Send(ctx, &Message{From: "a@example.com", To: to, Body: bytes.NewReader(msg)}); err != nil {
+	eachServer(b, func(b *testing.B, srv *smtptest.Server) {
+		proxy := newLatencyProxy(b, srv.ImplicitAddr, rtt)
+		for _, n := range []int{1, 5} {
+			to := recipients(n)
+			b.Run(fmt.Sprintf("%drcpt", n), func(b *testing.B) {
+				d := &Dialer{TLSConfig: srv.ClientTLSConfig()}
+				cfg := srv.ClientTLSConfig()
+				cfg.ServerName = "127.0.0.1"
+				ctx := context.Background()
+				var ours, theirs time.Duration
+				msgs := 0
+				for b.Loop() {
+					srv.Reset()
+					c, err := d.Dial(proxy.Addr)
+					if err != nil {
 						b.Fatal(err)
 					}
-				}
-				ours += time.Since(start)
-				c.Quit()
-				checkDelivered(b, srv, to, msg, perOp)
+					if err := c.Auth(PlainAuth("", "user", "pass", "127.0.0.1")); err != nil {
+						b.Fatal(err)
+					}
+					start := time.Now()
+					for range perOp {
+						if _, err := c.Send(ctx, &Message{From: "a@example.com", To: to, Body: bytes.NewReader(msg)}); err != nil {
+							b.Fatal(err)
+						}
+					}
+					ours += time.Since(start)
+					c.Quit()
+					checkDelivered(b, srv, to, msg, perOp)
 
-				srv.Reset()
-				conn, err := tls.Dial("tcp", proxy.Addr, cfg)
-				if err != nil {
-					b.Fatal(err)
-				}
-				sc, err := smtp.NewClient(conn, "127.0.0.1")
-				if err != nil {
-					b.Fatal(err)
-				}
-				if err := sc.Auth(smtp.PlainAuth("", "user", "pass", "127.0.0.1")); err != nil {
-					b.Fatal(err)
-				}
-				start = time.Now()
-				for range perOp {
-					if err := netSMTPTx(sc, to, msg); err != nil {
+					srv.Reset()
+					conn, err := tls.Dial("tcp", proxy.Addr, cfg)
+					if err != nil {
 						b.Fatal(err)
 					}
+					sc, err := smtp.NewClient(conn, "127.0.0.1")
+					if err != nil {
+						b.Fatal(err)
+					}
+					if err := sc.Auth(smtp.PlainAuth("", "user", "pass", "127.0.0.1")); err != nil {
+						b.Fatal(err)
+					}
+					start = time.Now()
+					for range perOp {
+						if err := netSMTPTx(sc, to, msg); err != nil {
+							b.Fatal(err)
+						}
+					}
+					theirs += time.Since(start)
+					sc.Quit()
+					checkDelivered(b, srv, to, msg, perOp)
+					msgs += perOp
 				}
-				theirs += time.Since(start)
-				sc.Quit()
-				checkDelivered(b, srv, to, msg, perOp)
-				msgs += perOp
-			}
-			reportRT(b, "msg", rts(ours, rtt)/float64(msgs), rts(theirs, rtt)/float64(msgs))
-		})
-	}
+				reportRT(b, "msg", rts(ours, rtt)/float64(msgs), rts(theirs, rtt)/float64(msgs))
+			})
+		}
+	})
 }
 
 // BenchmarkBatch measures the round trips per message of Client.SendBatch
@@ -361,66 +378,67 @@ func BenchmarkBatch(b *testing.B) {
 	rtt := benchRTT(b)
 	msg := benchMessage(1 << 10)
 	to := []string{"b@example.com"}
-	srv := smtptest.NewServer(b, &smtptest.Options{Extensions: benchExtensions})
-	proxy := newLatencyProxy(b, srv.ImplicitAddr, rtt)
-	d := &Dialer{TLSConfig: srv.ClientTLSConfig()}
-	cfg := srv.ClientTLSConfig()
-	cfg.ServerName = "127.0.0.1"
-	ctx := context.Background()
-	var ours, theirs time.Duration
-	var oursN, theirsN int
-	for b.Loop() {
-		srv.Reset()
-		batch := make([]*Message, ourN)
-		for i := range batch {
-			batch[i] = &Message{From: "a@example.com", To: to, Body: bytes.NewReader(msg)}
-		}
-		c, err := d.Dial(proxy.Addr)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if err := c.Auth(PlainAuth("", "user", "pass", "127.0.0.1")); err != nil {
-			b.Fatal(err)
-		}
-		start := time.Now()
-		res, err := c.SendBatch(ctx, batch)
-		ours += time.Since(start)
-		if err != nil {
-			b.Fatal(err)
-		}
-		for i, r := range res {
-			if r.Err != nil || r.Result == nil || r.Result.Reply == nil || r.Result.Reply.Code != 250 {
-				b.Fatalf("message %d: %+v", i, r)
+	eachServer(b, func(b *testing.B, srv *smtptest.Server) {
+		proxy := newLatencyProxy(b, srv.ImplicitAddr, rtt)
+		d := &Dialer{TLSConfig: srv.ClientTLSConfig()}
+		cfg := srv.ClientTLSConfig()
+		cfg.ServerName = "127.0.0.1"
+		ctx := context.Background()
+		var ours, theirs time.Duration
+		var oursN, theirsN int
+		for b.Loop() {
+			srv.Reset()
+			batch := make([]*Message, ourN)
+			for i := range batch {
+				batch[i] = &Message{From: "a@example.com", To: to, Body: bytes.NewReader(msg)}
 			}
-		}
-		c.Quit()
-		checkDelivered(b, srv, to, msg, ourN)
-		oursN += ourN
-
-		srv.Reset()
-		conn, err := tls.Dial("tcp", proxy.Addr, cfg)
-		if err != nil {
-			b.Fatal(err)
-		}
-		sc, err := smtp.NewClient(conn, "127.0.0.1")
-		if err != nil {
-			b.Fatal(err)
-		}
-		if err := sc.Auth(smtp.PlainAuth("", "user", "pass", "127.0.0.1")); err != nil {
-			b.Fatal(err)
-		}
-		start = time.Now()
-		for range theirN {
-			if err := netSMTPTx(sc, to, msg); err != nil {
+			c, err := d.Dial(proxy.Addr)
+			if err != nil {
 				b.Fatal(err)
 			}
+			if err := c.Auth(PlainAuth("", "user", "pass", "127.0.0.1")); err != nil {
+				b.Fatal(err)
+			}
+			start := time.Now()
+			res, err := c.SendBatch(ctx, batch)
+			ours += time.Since(start)
+			if err != nil {
+				b.Fatal(err)
+			}
+			for i, r := range res {
+				if r.Err != nil || r.Result == nil || r.Result.Reply == nil || r.Result.Reply.Code != 250 {
+					b.Fatalf("message %d: %+v", i, r)
+				}
+			}
+			c.Quit()
+			checkDelivered(b, srv, to, msg, ourN)
+			oursN += ourN
+
+			srv.Reset()
+			conn, err := tls.Dial("tcp", proxy.Addr, cfg)
+			if err != nil {
+				b.Fatal(err)
+			}
+			sc, err := smtp.NewClient(conn, "127.0.0.1")
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := sc.Auth(smtp.PlainAuth("", "user", "pass", "127.0.0.1")); err != nil {
+				b.Fatal(err)
+			}
+			start = time.Now()
+			for range theirN {
+				if err := netSMTPTx(sc, to, msg); err != nil {
+					b.Fatal(err)
+				}
+			}
+			theirs += time.Since(start)
+			sc.Quit()
+			checkDelivered(b, srv, to, msg, theirN)
+			theirsN += theirN
 		}
-		theirs += time.Since(start)
-		sc.Quit()
-		checkDelivered(b, srv, to, msg, theirN)
-		theirsN += theirN
-	}
-	reportRT(b, "msg", rts(ours, rtt)/float64(oursN), rts(theirs, rtt)/float64(theirsN))
+		reportRT(b, "msg", rts(ours, rtt)/float64(oursN), rts(theirs, rtt)/float64(theirsN))
+	})
 }
 
 // BenchmarkLargeMessage measures throughput and client CPU for a 50 MiB
@@ -428,6 +446,7 @@ func BenchmarkBatch(b *testing.B) {
 // lean sink subprocess (see runBenchSink), so that the server is not the
 // bottleneck and this process's CPU time (getrusage) is the client's
 // alone. Each iteration sends the message with tlsmail (Dialer.SendMail),
+// with tlsmail to a port that also offers CHUNKING (BDAT instead of DATA),
 // with net/smtp (tls.Dial, smtp.NewClient, Mail, Rcpt, Data) and, as the
 // baseline, writes the same bytes on a raw tls.Conn to a sink that reads
 // to the end and answers one byte. Each side is timed from dial to the
@@ -442,7 +461,7 @@ func BenchmarkLargeMessage(b *testing.B) {
 	sink := startBenchSink(b)
 	d := &Dialer{TLSConfig: sink.TLSConfig}
 	to := []string{"b@example.com"}
-	var t, cpu [3]time.Duration // tlsmail, net/smtp, raw
+	var t, cpu [4]time.Duration // tlsmail DATA, net/smtp, raw, tlsmail BDAT
 	measure := func(i int, f func() error) {
 		c0 := cpuTime()
 		start := time.Now()
@@ -457,6 +476,9 @@ func BenchmarkLargeMessage(b *testing.B) {
 		measure(0, func() error {
 			return d.SendMail(sink.SMTPAddr, nil, "a@example.com", to, msg)
 		})
+		measure(3, func() error {
+			return d.SendMail(sink.ChunkAddr, nil, "a@example.com", to, msg)
+		})
 		measure(1, func() error {
 			return netSMTPSend(sink.SMTPAddr, sink.TLSConfig, nil, to, msg)
 		})
@@ -465,16 +487,20 @@ func BenchmarkLargeMessage(b *testing.B) {
 	}
 	mbps := func(d time.Duration) float64 { return float64(n*len(msg)) / d.Seconds() / 1e6 }
 	b.ReportMetric(mbps(t[0]), "tlsmail-MB/s")
+	b.ReportMetric(mbps(t[3]), "tlsmail-BDAT-MB/s")
 	b.ReportMetric(mbps(t[1]), "net/smtp-MB/s")
 	b.ReportMetric(mbps(t[2]), "raw-tls-MB/s")
 	b.ReportMetric(float64(t[2])/float64(t[0]), "tlsmail-throughput-vs-raw")
+	b.ReportMetric(float64(t[2])/float64(t[3]), "tlsmail-BDAT-throughput-vs-raw")
 	b.ReportMetric(float64(t[2])/float64(t[1]), "net/smtp-throughput-vs-raw")
 	if cpu[2] > 0 {
 		ms := func(d time.Duration) float64 { return float64(d) / float64(n) / 1e6 }
 		b.ReportMetric(ms(cpu[0]), "tlsmail-CPU-ms/op")
+		b.ReportMetric(ms(cpu[3]), "tlsmail-BDAT-CPU-ms/op")
 		b.ReportMetric(ms(cpu[1]), "net/smtp-CPU-ms/op")
 		b.ReportMetric(ms(cpu[2]), "raw-tls-CPU-ms/op")
 		b.ReportMetric(float64(cpu[0])/float64(cpu[2]), "tlsmail-CPU-vs-raw")
+		b.ReportMetric(float64(cpu[3])/float64(cpu[2]), "tlsmail-BDAT-CPU-vs-raw")
 		b.ReportMetric(float64(cpu[1])/float64(cpu[2]), "net/smtp-CPU-vs-raw")
 	}
 }
