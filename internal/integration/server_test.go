@@ -43,8 +43,9 @@ type server struct {
 	// Set by start.sh since the oauth2 passdb and the size limit; empty
 	// or zero in the env file of an older server, and the tests that need
 	// them then fail and say so.
-	OAuthPort string // TLSMAIL_OAUTH_PORT: Dovecot's token introspection endpoint
-	SizeLimit int64  // TLSMAIL_SIZE_LIMIT: Postfix's message_size_limit
+	OAuthPort      string // TLSMAIL_OAUTH_PORT: Dovecot's token introspection endpoint
+	SizeLimit      int64  // TLSMAIL_SIZE_LIMIT: Postfix's message_size_limit
+	NoChunkingAddr string // TLSMAIL_NOCHUNKING_ADDR: implicit TLS without CHUNKING
 }
 
 var (
@@ -102,6 +103,8 @@ func loadServer() (*server, string) {
 		Domain:       env["TLSMAIL_DOMAIN"],
 		Maillog:      env["TLSMAIL_MAILLOG"],
 		OAuthPort:    env["TLSMAIL_OAUTH_PORT"],
+
+		NoChunkingAddr: env["TLSMAIL_NOCHUNKING_ADDR"],
 	}
 	if v := env["TLSMAIL_SIZE_LIMIT"]; v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)

@@ -13,6 +13,7 @@
 #   TLSMAIL_IMPLICIT_ADDR  implicit TLS submission (RFC 8314), AUTH required
 #   TLSMAIL_STARTTLS_ADDR  submission with STARTTLS required, AUTH after TLS only
 #   TLSMAIL_PLAIN_ADDR     plaintext only: no STARTTLS, no AUTH (must be refused)
+#   TLSMAIL_NOCHUNKING_ADDR  implicit TLS as above, without CHUNKING (DATA only)
 #   TLSMAIL_OAUTH_PORT     where Dovecot's oauth2 passdb expects the token
 #                          introspection endpoint, http://127.0.0.1:PORT/introspect;
 #                          nothing listens there until a Go test serves it
@@ -160,7 +161,7 @@ port_busy() {
 	fi
 }
 PORTS=()
-while ((${#PORTS[@]} < 4)); do
+while ((${#PORTS[@]} < 5)); do
 	p=$(shuf -i "$port_lo-$port_hi" -n 1)
 	[[ " ${PORTS[*]-} " == *" $p "* ]] && continue
 	port_busy "$p" && continue
@@ -170,6 +171,7 @@ P_IMPLICIT=${PORTS[0]}
 P_STARTTLS=${PORTS[1]}
 P_PLAIN=${PORTS[2]}
 P_OAUTH=${PORTS[3]}
+P_NOCHUNK=${PORTS[4]}
 SIZE_LIMIT=10485760
 
 # ---------------------------------------------------------------------------
@@ -363,6 +365,14 @@ $P_IMPLICIT inet n       -       n       -       -       smtpd
   -o smtpd_sasl_auth_enable=yes
   -o smtpd_tls_auth_only=yes
   -o smtpd_recipient_restrictions=permit_sasl_authenticated,reject
+$P_NOCHUNK inet n       -       n       -       -       smtpd
+  -o syslog_name=postfix-tlsmail/nochunking
+  -o smtpd_tls_wrappermode=yes
+  -o smtpd_tls_security_level=encrypt
+  -o smtpd_sasl_auth_enable=yes
+  -o smtpd_tls_auth_only=yes
+  -o smtpd_recipient_restrictions=permit_sasl_authenticated,reject
+  -o smtpd_discard_ehlo_keywords=chunking
 $P_STARTTLS inet n       -       n       -       -       smtpd
   -o syslog_name=postfix-tlsmail/starttls
   -o smtpd_tls_security_level=encrypt
@@ -433,6 +443,7 @@ cat >"$ENVFILE.tmp" <<EOF
 TLSMAIL_IMPLICIT_ADDR=127.0.0.1:$P_IMPLICIT
 TLSMAIL_STARTTLS_ADDR=127.0.0.1:$P_STARTTLS
 TLSMAIL_PLAIN_ADDR=127.0.0.1:$P_PLAIN
+TLSMAIL_NOCHUNKING_ADDR=127.0.0.1:$P_NOCHUNK
 TLSMAIL_OAUTH_PORT=$P_OAUTH
 TLSMAIL_SIZE_LIMIT=$SIZE_LIMIT
 TLSMAIL_CA_FILE=$TLS/ca.pem
