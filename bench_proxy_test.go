@@ -343,7 +343,7 @@ func skipData(r *bufio.Reader) bool {
 // benchSink is a running sink subprocess.
 type benchSink struct {
 	SMTPAddr, RawAddr string
-	ChunkAddr         string // the SMTP port that offers CHUNKING
+	ChunkAddr         string      // the SMTP port that offers CHUNKING
 	TLSConfig         *tls.Config // trusts the sink's certificate
 }
 

@@ -33,3 +33,22 @@ func TestContentScanMatchesByteLoop(t *testing.T) {
 		}
 	}
 }
+
+func TestIsASCIIBytes(t *testing.T) {
+	for n := range 80 {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = 'a'
+		}
+		if !isASCIIBytes(b) {
+			t.Fatalf("%d ASCII bytes reported 8-bit", n)
+		}
+		for i := range b {
+			b[i] = 0x80
+			if isASCIIBytes(b) {
+				t.Fatalf("0x80 at %d of %d missed", i, n)
+			}
+			b[i] = 'a'
+		}
+	}
+}

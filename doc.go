@@ -52,6 +52,20 @@
 // 8BITMIME and SMTPUTF8 only when needed, and report a Result per
 // recipient.
 //
+// # Round trips
+//
+// When the server offers PIPELINING (RFC 2920), SendMail, Send and
+// SendBatch send a message's MAIL, RCPT and DATA commands together and
+// check every reply; QUIT rides with the end of the last message; with
+// CHUNKING (RFC 3030) the content goes as BDAT chunks, and a short message
+// with one recipient goes out with its envelope. A message is never
+// committed before every reply it depends on is known good: a refused
+// recipient of an all-or-nothing message delivers it to nobody.
+// SendBatch streams many messages on one connection. A Dialer used more
+// than once resumes its TLS sessions. Without PIPELINING, commands go one
+// at a time with the same results; Mail, Rcpt and Data keep net/smtp's
+// one-at-a-time semantics.
+//
 // # Use
 //
 // The simplest use is unchanged from net/smtp:

@@ -181,6 +181,16 @@ var (
 // (the first refusal), after which the transaction is reset and the
 // Client can send again. ctx bounds the whole exchange.
 //
+// When the server offers PIPELINING (RFC 2920), MAIL, the RCPTs and DATA
+// go in one group and every reply is checked. A message with one
+// recipient, or with PartialDelivery, is committed without waiting for
+// the RCPT replies, since a refusal then leaves nobody to deliver to
+// against the caller's wish; an all-or-nothing message with several
+// recipients waits for them before its content. With CHUNKING (RFC 3030)
+// the content is sent as BDAT chunks, without dot-stuffing; a message
+// that fits in one chunk and may be committed blind rides with its
+// envelope, so that it costs one round trip.
+//
 // Send requires the Client to be TLS, like Mail. Authenticate first with
 // Auth if the server needs it.
 func (c *Client) Send(ctx context.Context, m *Message) (*Result, error) {
@@ -188,7 +198,11 @@ func (c *Client) Send(ctx context.Context, m *Message) (*Result, error) {
 }
 
 // Send dials addr as DialContext does, authenticates with a if it is not
-// nil, sends m as Client.Send does and ends the session with QUIT.
+// nil, sends m as Client.Send does and ends the session with QUIT, which
+// rides with the end of the message. Because the session ends, DATA goes
+// in the envelope's group even for an all-or-nothing message with several
+// recipients: if one is refused, the connection is closed before the end
+// of data, which delivers the message to nobody (RFC 5321 section 3.8).
 func (d *Dialer) Send(ctx context.Context, addr string, a Auth, m *Message) (*Result, error) {
 	if err := checkEnvelope(m.From, m.To); err != nil {
 		return nil, err

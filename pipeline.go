@@ -613,6 +613,9 @@ func (e *engine) abandon(t *txn, readErr, writeErr error, step string) {
 func (e *engine) data(t *txn, body content, p plan) {
 	out := &stallWriter{conn: e.c.conn, ctx: e.ctx, d: e.c.timeouts.data}
 	dot := wire.NewDotWriter(out)
+	// Why it is safe: inspect read these very bytes; only a caller that
+	// changes the body while Send runs (a data race) could break it.
+	dot.CRLF = body.crlf
 	if readErr, writeErr := e.bodyCopy(dot, body, p.sevenBit); readErr != nil || writeErr != nil {
 		e.abandon(t, readErr, writeErr, "writing message data")
 		return
@@ -648,6 +651,7 @@ func (e *engine) bdat(t *txn, body content, p plan) {
 	}
 	out := &stallWriter{conn: c.conn, ctx: e.ctx, d: c.timeouts.data}
 	cw := wire.NewChunkWriter(out, bdatFrame)
+	cw.CRLF = body.crlf // as for DATA
 	cw.OnChunk = func() error {
 		e.expect(expectation{kind: expChunk, tx: t})
 		if !e.pipelining {

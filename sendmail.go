@@ -87,7 +87,9 @@ func (c *Client) sendMail(ctx context.Context, a Auth, from string, to []string,
 			return err
 		}
 	}
-	_, err := c.send(ctx, &Message{From: from, To: to, Body: bytes.NewReader(msg)}, sendOpts{firstRefusal: true, lastUse: true})
+	// A Buffer, not a Reader, because inspect scans a Buffer's bytes in
+	// place; reading it leaves msg as it was.
+	_, err := c.send(ctx, &Message{From: from, To: to, Body: bytes.NewBuffer(msg)}, sendOpts{firstRefusal: true, lastUse: true})
 	return err
 }
 

@@ -13,6 +13,11 @@ import (
 // octets, together exactly the frame size given to NewChunkWriter; Close
 // sends the rest with LAST.
 type ChunkWriter struct {
+	// CRLF, set before the first Write, says that the caller has checked
+	// every line ending of the content to be CRLF, with no bare CR or
+	// LF: the writer then passes the content on as it is.
+	CRLF bool
+
 	w    io.Writer
 	l    lines
 	out  block
@@ -24,8 +29,9 @@ type ChunkWriter struct {
 	// is returned by the Write in progress and every later call.
 	OnChunk func() error
 
-	err    error
-	closed bool
+	err     error
+	started bool
+	closed  bool
 }
 
 // reserve is room for the longest header: "BDAT " + size + " LAST\r\n".
@@ -74,6 +80,10 @@ func (c *ChunkWriter) Write(p []byte) (int, error) {
 	}
 	if c.err != nil {
 		return 0, c.err
+	}
+	if !c.started {
+		c.started = true
+		c.l.crlf = c.CRLF
 	}
 	if c.err = c.l.convert(p, &c.out); c.err != nil {
 		return 0, c.err

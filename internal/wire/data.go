@@ -35,6 +35,8 @@ var (
 // writer adds at the end.
 type lines struct {
 	stuff   bool
+	crlf    bool // the content's line endings were checked: all CRLF
+	prevCR  bool // with crlf: the previous write ended in CR
 	midLine bool // the last byte passed on did not end a line
 	cr      bool // the last input byte was a CR whose line ending is pending
 }
@@ -43,6 +45,9 @@ type lines struct {
 // change go out as one piece; the scan uses two IndexByte searches per
 // line, which are vectorised, rather than a byte loop.
 func (l *lines) convert(p []byte, out *block) error {
+	if l.crlf {
+		return l.convertCRLF(p, out)
+	}
 	if l.cr && len(p) > 0 {
 		// The CR that ended the previous write ended a line whatever
 		// follows it.
@@ -108,6 +113,60 @@ func (l *lines) convert(p []byte, out *block) error {
 		}
 	}
 	return out.put(p[start:k])
+}
+
+// convertCRLF is convert for content whose every line ending is known to
+// be CRLF: it visits each line start once, for dot-stuffing, and without
+// stuff passes the content on whole. A bare LF, which the check should
+// have ruled out, still ends its line properly: the rest of the content
+// then goes the careful way.
+func (l *lines) convertCRLF(p []byte, out *block) error {
+	if len(p) == 0 {
+		return nil
+	}
+	if !l.stuff {
+		l.midLine = p[len(p)-1] != '\n'
+		return out.put(p)
+	}
+	defer func() { l.prevCR = p[len(p)-1] == '\r' }()
+	start, k := 0, 0
+	for k < len(p) {
+		if !l.midLine && p[k] == '.' {
+			if err := out.put2(p[start:k], dot); err != nil {
+				return err
+			}
+			start = k
+		}
+		i := bytes.IndexByte(p[k:], '\n')
+		if i < 0 {
+			l.midLine = true
+			break
+		}
+		var afterCR bool
+		switch {
+		case i > 0:
+			afterCR = p[k+i-1] == '\r'
+		case k > 0:
+			afterCR = p[k-1] == '\r'
+		default:
+			afterCR = l.prevCR
+		}
+		if !afterCR {
+			// Not CRLF after all (a body changed since it was checked):
+			// no shortcut for the rest.
+			if err := out.put(p[start:k]); err != nil {
+				return err
+			}
+			l.crlf = false
+			if start == k && k < len(p) && p[k] == '.' && !l.midLine {
+				l.midLine = true // this line's dot is already doubled
+			}
+			return l.convert(p[k:], out)
+		}
+		k += i + 1
+		l.midLine = false
+	}
+	return out.put(p[start:])
 }
 
 // end ends the last line if the content did not.
@@ -180,10 +239,16 @@ func (b *block) put(p []byte) error {
 // with "." gets one more, and Close adds the end-of-data marker. It
 // writes whole multiples of RecordSize until Close.
 type DotWriter struct {
-	w      io.Writer
-	l      lines
-	out    block
-	closed bool
+	// CRLF, set before the first Write, says that the caller has checked
+	// every line ending of the content to be CRLF, with no bare CR or
+	// LF: the writer then only looks for the starts of lines.
+	CRLF bool
+
+	w       io.Writer
+	l       lines
+	out     block
+	started bool
+	closed  bool
 }
 
 // NewDotWriter returns a DotWriter that writes to w.
@@ -203,6 +268,10 @@ func (d *DotWriter) write(b []byte) error {
 func (d *DotWriter) Write(p []byte) (int, error) {
 	if d.closed {
 		return 0, errors.New("write after Close")
+	}
+	if !d.started {
+		d.started = true
+		d.l.crlf = d.CRLF
 	}
 	if err := d.l.convert(p, &d.out); err != nil {
 		return 0, err

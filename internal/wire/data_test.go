@@ -261,3 +261,51 @@ func FuzzDotWriter(f *testing.F) {
 		}
 	})
 }
+
+// TestCRLFShortcut: content whose line endings are all CRLF gives the
+// same output with the CRLF promise as without, however it is split;
+// and a broken promise (bare LF) is still caught for DATA.
+func TestCRLFShortcut(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	for i := range 400 {
+		clean := normalise(randomContent(r, r.IntN(600)), false) // all CRLF
+		if i%2 == 0 && len(clean) > 0 {
+			clean = clean[:len(clean)-2] // no final line ending
+		}
+		for _, stuff := range []bool{true, false} {
+			var plain, fast writes
+			var w1, w2 interface {
+				Write([]byte) (int, error)
+				Close() error
+			}
+			if stuff {
+				d1, d2 := NewDotWriter(&plain), NewDotWriter(&fast)
+				d2.CRLF = true
+				w1, w2 = d1, d2
+			} else {
+				c1, c2 := NewChunkWriter(&plain, 64), NewChunkWriter(&fast, 64)
+				c2.CRLF = true
+				w1, w2 = c1, c2
+			}
+			splitWrite(t, r, w1, clean)
+			splitWrite(t, r, w2, clean)
+			w1.Close()
+			w2.Close()
+			if !bytes.Equal(plain.all(), fast.all()) {
+				t.Fatalf("stuff=%v, content %q:\n with CRLF %q\nwithout   %q", stuff, clean, fast.all(), plain.all())
+			}
+		}
+	}
+	// A promise broken by bare LFs: DATA still normalises them.
+	for range 200 {
+		in := bytes.ReplaceAll(randomContent(r, r.IntN(300)), []byte("\r"), []byte("y"))
+		var got writes
+		d := NewDotWriter(&got)
+		d.CRLF = true
+		splitWrite(t, r, d, in)
+		d.Close()
+		if want := append(normalise(in, true), '.', '\r', '\n'); !bytes.Equal(got.all(), want) {
+			t.Fatalf("bare LFs under a CRLF promise, %q:\n got %q\nwant %q", in, got.all(), want)
+		}
+	}
+}
