@@ -254,3 +254,46 @@ func ExampleClient_Send() {
 	// nobody@example.net refused: 550 5.1.1 false
 	// 250 Ok: queued as 1
 }
+
+func ExampleDialer_SendBatch() {
+	srv := startServer(&smtptest.Options{
+		// As Postfix, Gmail and Microsoft 365 offer: the messages stream
+		// without waiting for each other.
+		Extensions: []string{"PIPELINING", "CHUNKING", "8BITMIME", "ENHANCEDSTATUSCODES"},
+		RcptReply: func(addr string) string {
+			if addr == "gone@example.net" {
+				return "550 5.1.1 <gone@example.net>: Recipient address rejected: User unknown"
+			}
+			return ""
+		},
+	})
+	defer srv.Close()
+
+	var msgs []*tlsmail.Message
+	for _, to := range []string{"ann@example.net", "gone@example.net", "bob@example.net"} {
+		msgs = append(msgs, &tlsmail.Message{
+			From: "news@example.org",
+			To:   []string{to},
+			Body: strings.NewReader("Subject: news\r\n\r\nHello " + to + ".\r\n"),
+		})
+	}
+	var d tlsmail.Dialer
+	results, err := d.SendBatch(context.Background(), srv.ImplicitAddr, nil, msgs)
+	if err != nil {
+		fmt.Println("first failure:", err)
+	}
+	for i, r := range results {
+		if r.Err != nil {
+			fmt.Println(msgs[i].To[0], "failed")
+		} else {
+			fmt.Println(msgs[i].To[0], r.Result.Reply.Code, r.Result.Reply.Message)
+		}
+	}
+	fmt.Println(len(srv.Messages()), "delivered")
+	// Output:
+	// first failure: tlsmail: RCPT: server replied 550 5.1.1 <gone@example.net>: Recipient address rejected: User unknown
+	// ann@example.net 250 Ok: queued as 1
+	// gone@example.net failed
+	// bob@example.net 250 Ok: queued as 2
+	// 2 delivered
+}

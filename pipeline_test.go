@@ -418,3 +418,31 @@ func TestNoPipeliningOneAtATime(t *testing.T) {
 	}
 	wantGroups(t, w, gEHLO, gMAIL, rcpts("b@example.net"), rcpts("c@example.net"), "DATA\r\n", gBody)
 }
+
+// TestPipelinedFailedAuthSendsNothing: AUTH ends its group, so a refused
+// AUTH is known before any envelope goes out; no MAIL, RCPT or content is
+// sent and nothing is delivered, for SendMail and SendBatch alike.
+func TestPipelinedFailedAuthSendsNothing(t *testing.T) {
+	opts := &smtptest.Options{Extensions: chunkingExts, Users: map[string]string{"user": "right"}}
+	for _, name := range []string{"SendMail", "SendBatch"} {
+		t.Run(name, func(t *testing.T) {
+			srv := smtptest.NewServer(t, opts)
+			d := testDialer(srv, ImplicitTLS)
+			a := PlainAuth("", "user", "wrong", "127.0.0.1")
+			var err error
+			if name == "SendMail" {
+				err = d.SendMail(srv.ImplicitAddr, a, "a@example.com", []string{"b@example.net", "c@example.net"}, []byte(testMsg))
+			} else {
+				_, err = d.SendBatch(context.Background(), srv.ImplicitAddr, a, []*Message{pipeMsg("b@example.net"), pipeMsg("c@example.net")})
+			}
+			var se *Error
+			if !errors.As(err, &se) || se.Code != 535 {
+				t.Fatalf("%s: %v; want the 535", name, err)
+			}
+			wantTranscript(t, srv, "tls: EHLO localhost", "tls: AUTH PLAIN AHVzZXIAd3Jvbmc=", "tls: QUIT")
+			if n := len(srv.Messages()); n != 0 {
+				t.Errorf("%d messages delivered", n)
+			}
+		})
+	}
+}
