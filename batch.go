@@ -56,22 +56,10 @@ func (c *Client) batch(ctx context.Context, msgs []*Message, o sendOpts) ([]Batc
 // not nil, sends msgs as Client.SendBatch does and ends the session with
 // QUIT, which rides with the last message.
 func (d *Dialer) SendBatch(ctx context.Context, addr string, a Auth, msgs []*Message) ([]BatchResult, error) {
-	c, err := d.DialContext(ctx, addr)
-	if err != nil {
-		return nil, err
-	}
-	defer c.Close()
-	if a != nil {
-		if err := c.authenticate(ctx, a); err != nil {
-			if c.err == nil {
-				c.quit(ctx)
-			}
-			return nil, err
-		}
-	}
-	res, err := c.batch(ctx, msgs, sendOpts{stream: true, lastUse: true})
-	if c.err == nil {
-		c.quit(ctx)
-	}
+	var res []BatchResult
+	err := d.oneSession(ctx, addr, a, func(c *Client) (err error) {
+		res, err = c.batch(ctx, msgs, sendOpts{stream: true, lastUse: true})
+		return err
+	})
 	return res, err
 }

@@ -207,25 +207,35 @@ func (d *Dialer) Send(ctx context.Context, addr string, a Auth, m *Message) (*Re
 	if err := checkEnvelope(m.From, m.To); err != nil {
 		return nil, err
 	}
+	var res *Result
+	err := d.oneSession(ctx, addr, a, func(c *Client) (err error) {
+		res, err = c.send(ctx, m, sendOpts{lastUse: true})
+		return err
+	})
+	return res, err
+}
+
+// oneSession dials addr, authenticates with a if it is not nil, runs f
+// and ends the session with QUIT (which f's last message may already
+// have sent along with it) while the server is still responsive, so that
+// it does not log a lost connection. After f, QUIT's result changes
+// nothing: a message accepted stays accepted.
+func (d *Dialer) oneSession(ctx context.Context, addr string, a Auth, f func(c *Client) error) error {
 	c, err := d.DialContext(ctx, addr)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer c.Close()
 	if a != nil {
-		if err := c.authenticate(ctx, a); err != nil {
-			if c.err == nil {
-				c.quit(ctx)
-			}
-			return nil, err
-		}
+		err = c.authenticate(ctx, a)
 	}
-	res, err := c.send(ctx, m, sendOpts{lastUse: true})
+	if err == nil {
+		err = f(c)
+	}
 	if c.err == nil {
-		// After the 250 the message stays accepted whatever QUIT does.
 		c.quit(ctx)
 	}
-	return res, err
+	return err
 }
 
 // plan is the MAIL and RCPT parameters for one message, decided before

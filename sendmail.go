@@ -54,23 +54,11 @@ func (d *Dialer) SendMailContext(ctx context.Context, addr string, a Auth, from 
 	if err := checkEnvelope(from, to); err != nil {
 		return err
 	}
-	c, err := d.DialContext(ctx, addr)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	if err := c.sendMail(ctx, a, from, to, msg); err != nil {
-		if c.err == nil {
-			// The server is responsive: end the session properly so it
-			// does not log a lost connection. Its result changes nothing.
-			c.quit(ctx)
-		}
-		return err
-	}
-	// The message was accepted with 250. A failed QUIT after that does not
-	// undo delivery, and reporting it would invite a duplicate resend.
-	c.quit(ctx)
-	return nil
+	// sendMail authenticates itself: it needs to say when the server
+	// offers no AUTH at all.
+	return d.oneSession(ctx, addr, nil, func(c *Client) error {
+		return c.sendMail(ctx, a, from, to, msg)
+	})
 }
 
 // sendMail is SendMail on a connected Client: AUTH, then one transaction
