@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/tlsmail/tlsmail/internal/smtptest"
@@ -219,5 +220,56 @@ func TestChunkingGroups(t *testing.T) {
 	}
 	if n := len(srv.Messages()); n != 3 {
 		t.Errorf("%d messages delivered, want 3", n)
+	}
+}
+
+// TestChunkRefused: the server refuses the second of four chunks (RFC
+// 3030 section 2: the transaction fails, later chunks get 503). The
+// message fails with the refusal, is delivered to nobody, and the Client
+// resets and sends the next message; for a small message, and for one
+// large enough that the client reads the refusal while still sending.
+func TestChunkRefused(t *testing.T) {
+	for _, size := range []int{3*bdatPayload + 1000, 300 * bdatPayload} {
+		t.Run(fmt.Sprint(size), func(t *testing.T) {
+			var refused atomic.Bool
+			srv := smtptest.NewServer(t, &smtptest.Options{Extensions: chunkingExts, ChunkReply: func(i int, n int64, last bool) string {
+				if i == 1 && !refused.Load() {
+					refused.Store(true)
+					return "552 5.3.4 Message too big for system"
+				}
+				return ""
+			}})
+			c, _ := pipeClient(t, srv)
+			big := largeBody(size)
+			_, err := c.Send(context.Background(), &Message{From: "a@example.com", To: []string{"b@example.net"}, Body: strings.NewReader(big)})
+			var se *Error
+			if !errors.As(err, &se) || se.Code != 552 {
+				t.Fatalf("Send: %v; want the 552", err)
+			}
+			if n := len(srv.Messages()); n != 0 {
+				t.Fatalf("%d messages delivered after a refused chunk", n)
+			}
+			if _, err := c.Send(context.Background(), pipeMsg("b@example.net")); err != nil {
+				t.Fatalf("next Send: %v", err)
+			}
+			if ms := srv.Messages(); len(ms) != 1 || string(ms[0].Data) != testMsg {
+				t.Fatalf("delivered %d messages", len(ms))
+			}
+			var bdats, rsets int
+			for _, l := range srv.Transcript() {
+				switch {
+				case strings.HasPrefix(l, "tls: BDAT"):
+					bdats++
+				case l == "tls: RSET":
+					rsets++
+				}
+			}
+			if rsets != 1 {
+				t.Errorf("%d RSETs, want 1", rsets)
+			}
+			if size > 100*bdatPayload && bdats > 2+streamWindow+1 {
+				t.Errorf("%d BDAT commands: the client went on long after the refusal", bdats)
+			}
+		})
 	}
 }

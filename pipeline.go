@@ -109,8 +109,8 @@ type engine struct {
 	fifo       []expectation
 	txs        []*txn
 	final      bool // the message being sent is the run's last
-	// open is a message streamed with BDAT without waiting for its
-	// replies: the server may still hold its transaction open.
+	// open is the last message sent with BDAT: if it failed, the server
+	// may still hold its transaction open.
 	open *txn
 }
 
@@ -204,18 +204,18 @@ func (e *engine) transaction(t *txn) {
 	}
 	t.res = &Result{Recipients: make([]RecipientResult, 0, len(m.To))}
 
-	if e.open != nil {
-		// Why: the previous message went out with BDAT before its
-		// replies were read. If all its recipients were refused, the
-		// server refuses its chunks but may keep its MAIL transaction
-		// open, and this MAIL would be refused as nested. RSET ends it
-		// either way, harmlessly after a LAST that succeeded (RFC 5321
-		// section 4.1.1.5; RFC 2920 section 3.1 lets it ride).
-		if e.line("RSET", expectation{kind: expRset, tx: e.open}) != nil {
+	if t := e.open; t != nil && t.final == nil && e.c.err == nil {
+		// Why: the previous message went out with BDAT and has not been
+		// seen to succeed. If its envelope or a chunk was refused, the
+		// server may keep its transaction open after the chunks, and
+		// this MAIL would be refused as nested. RSET ends it either way,
+		// harmlessly after a LAST that succeeded (RFC 5321 section
+		// 4.1.1.5; RFC 2920 section 3.1 lets it ride).
+		if e.line("RSET", expectation{kind: expRset, tx: t}) != nil {
 			return
 		}
-		e.open = nil
 	}
+	e.open = nil
 	line := "MAIL FROM:<" + m.From + ">"
 	if p.mailParams != "" {
 		line += " " + p.mailParams
@@ -245,9 +245,7 @@ func (e *engine) transaction(t *txn) {
 		// batch, and otherwise when it fits in one chunk: a larger one
 		// waits for the envelope's replies (one round trip, small beside
 		// the upload) rather than upload in vain to a refused recipient.
-		if e.pipelining && t.blind() && (e.o.stream || body.known && body.size <= int64(bdatPayload)) {
-			e.open = t
-		} else {
+		if !(e.pipelining && t.blind() && (e.o.stream || body.known && body.size <= int64(bdatPayload))) {
 			if e.drain(0) != nil || e.surplus("BDAT") != nil {
 				return
 			}
@@ -646,6 +644,10 @@ const bdatPayload = bdatFrame - 13
 // more than streamWindow are outstanding.
 func (e *engine) bdat(t *txn, body content, p plan) {
 	c := e.c
+	// Why: if a chunk or the envelope is refused, the server may keep the
+	// transaction open after the chunks end; the next MAIL, or the end of
+	// the run, sends RSET (see transaction and run).
+	e.open = t
 	if err := e.flush(); err != nil {
 		return
 	}
@@ -673,6 +675,7 @@ func (e *engine) bdat(t *txn, body content, p plan) {
 			// The server refused a chunk; the transaction failed without
 			// LAST, so nothing is delivered. RSET ends it.
 			e.reset(t)
+			e.open = nil
 			return
 		}
 		e.abandon(t, readErr, writeErr, "writing message data")

@@ -565,6 +565,12 @@ func (s *Session) cmdBDAT(arg string) bool {
 	if !s.pipelining() {
 		s.checkEarly("BDAT", "", true)
 	}
+	if h := s.srv.opts.ChunkReply; h != nil {
+		if r := h(len(s.chunks)-1, size, last); r != "" {
+			s.resetTx()
+			return s.Reply(strings.Split(r, "\r\n")...) == nil
+		}
+	}
 	if !last {
 		return s.Reply("250 2.0.0 "+strconv.FormatInt(size, 10)+" octets received") == nil
 	}

@@ -200,6 +200,13 @@ type Options struct {
 	// only if the reply starts with '2'. It runs on the session's
 	// goroutine.
 	RcptReply func(addr string) string
+	// ChunkReply, if set, is called after each BDAT chunk has been read,
+	// with its index in the transaction (0 for the first), its size and
+	// whether it is the LAST one. If it returns a non-empty string, that
+	// is sent as the whole reply instead of the usual one, and the
+	// transaction fails: it is reset, so chunks already in the pipeline
+	// get 503 (RFC 3030 section 2), and the message is not recorded.
+	ChunkReply func(index int, size int64, last bool) string
 
 	// StripSTARTTLS never advertises STARTTLS and answers the STARTTLS
 	// command with "502 5.5.1 STARTTLS not available".
