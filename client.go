@@ -43,6 +43,7 @@ type Client struct {
 	mode       Mode
 	tlsConfig  *tls.Config // base configuration for StartTLS(nil)
 	resume     bool        // made by a Dialer: resume its TLS sessions
+	tr         *tracer     // the protocol trace; nil when off
 	timeouts   timeouts
 	netsmtp    bool // return errors as net/smtp does (Dial, NewClient)
 
@@ -138,6 +139,7 @@ type tlsStater interface {
 }
 
 func (d *Dialer) newClient(conn net.Conn, host string) *Client {
+	secrets := newSecrets()
 	return &Client{
 		Text:       newText(conn),
 		conn:       conn,
@@ -145,7 +147,8 @@ func (d *Dialer) newClient(conn net.Conn, host string) *Client {
 		localName:  d.localName(),
 		tlsConfig:  d.TLSConfig,
 		timeouts:   d.timeouts(),
-		secrets:    newSecrets(),
+		secrets:    secrets,
+		tr:         newTracer(d.Trace, host, secrets),
 	}
 }
 
@@ -287,10 +290,12 @@ func (c *Client) startTLS(ctx context.Context, config *tls.Config) error {
 		// resumes that configuration's sessions (see sessions.go).
 		cfg = withSessions(cfg, config)
 	}
+	start := time.Now()
 	tconn, err := handshake(ctx, c.conn, cfg, c.timeouts.greeting)
 	if err != nil {
 		return c.fail(wrap(err, "STARTTLS handshake with %s", c.serverName))
 	}
+	c.tr.handshake(tconn.ConnectionState(), true, time.Since(start))
 	c.conn = tconn
 	c.Text = newText(tconn)
 	c.isTLS = true
@@ -782,6 +787,7 @@ func (c *Client) exchange(ctx context.Context, verb string, d time.Duration, wan
 		return wire.Reply{}, err
 	}
 	var rep wire.Reply
+	var sent time.Time
 	err := c.withDeadline(ctx, d, func() error {
 		if _, err := c.Text.W.WriteString(line + "\r\n"); err != nil {
 			return err
@@ -789,8 +795,15 @@ func (c *Client) exchange(ctx context.Context, verb string, d time.Duration, wan
 		if err := c.Text.W.Flush(); err != nil {
 			return err
 		}
+		if c.tr != nil {
+			c.tr.command(verb, line)
+			sent = time.Now()
+		}
 		var err error
 		rep, err = wire.ReadReply(c.Text.R)
+		if err == nil && c.tr != nil {
+			c.tr.reply(verb, rep, time.Since(sent))
+		}
 		return err
 	})
 	if err != nil {
@@ -826,9 +839,13 @@ func (c *Client) unsolicited(before string) error {
 // readReply reads one reply without sending anything.
 func (c *Client) readReply(ctx context.Context, step string, d time.Duration) (wire.Reply, error) {
 	var rep wire.Reply
+	start := time.Now()
 	err := c.withDeadline(ctx, d, func() error {
 		var err error
 		rep, err = wire.ReadReply(c.Text.R)
+		if err == nil && c.tr != nil {
+			c.tr.reply(step, rep, time.Since(start))
+		}
 		return err
 	})
 	if err != nil {

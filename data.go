@@ -99,7 +99,8 @@ type dataWriter struct {
 	dot      *wire.DotWriter
 	stop     func() bool
 	closed   bool
-	sevenBit bool // refuse 8-bit data: the server was not told BODY=8BITMIME
+	sevenBit bool  // refuse 8-bit data: the server was not told BODY=8BITMIME
+	n        int64 // octets taken, for the trace
 }
 
 func (w *dataWriter) Write(p []byte) (int, error) {
@@ -125,6 +126,7 @@ func (w *dataWriter) write(p []byte) (int, error) {
 		return 0, c.fail(fmt.Errorf("%w: the message has 8-bit data, which needs 8BITMIME (RFC 6152), and %s does not offer it; the transaction was abandoned and nothing was delivered", ErrExtensionUnsupported, c.serverName))
 	}
 	n, err := w.dot.Write(p)
+	w.n += int64(n)
 	if err != nil {
 		return n, c.fail(w.ioError("writing message data", c.timeouts.data, err))
 	}
@@ -168,10 +170,15 @@ func (w *dataWriter) closeReply() (wire.Reply, error) {
 	// outcome is unknown. RFC 5321 section 4.5.3.2.6: the server may take
 	// a while to accept.
 	c.conn.SetDeadline(deadline(c.timeouts.data))
+	c.tr.data("DATA", w.n, 0)
+	sent := time.Now()
 	var rep wire.Reply
 	err := w.cancelled()
 	if err == nil {
 		rep, err = wire.ReadReply(c.Text.R)
+	}
+	if err == nil {
+		c.tr.reply("end of data", rep, time.Since(sent))
 	}
 	c.conn.SetDeadline(time.Time{})
 	if err != nil {

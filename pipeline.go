@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"time"
 
 	"github.com/tlsmail/tlsmail/internal/wire"
@@ -45,8 +46,9 @@ type sendOpts struct {
 type expectation struct {
 	kind expKind
 	tx   *txn
-	rcpt int  // recipient index, for expRcpt
-	bdat bool // expEnd: the end is BDAT LAST rather than end of data
+	rcpt int       // recipient index, for expRcpt
+	bdat bool      // expEnd: the end is BDAT LAST rather than end of data
+	sent time.Time // when its command was queued, with a trace only
 }
 
 type expKind uint8
@@ -81,6 +83,8 @@ type txn struct {
 	ended    bool  // the end of data (or BDAT LAST) was written
 	err      error // set when the outcome is decided other than by replies
 	lost     bool  // the session failed while replies were pending
+
+	sentBytes int64 // content octets taken by the encoder (for the trace)
 }
 
 // mayCommit reports whether the replies so far allow sending the end of
@@ -329,6 +333,10 @@ func (e *engine) line(s string, x expectation) error {
 	}
 	c.Text.W.WriteString(s)
 	c.Text.W.WriteString("\r\n")
+	if c.tr != nil {
+		c.tr.command(x.kind.verb(), s)
+		x.sent = time.Now()
+	}
 	e.expect(x)
 	if !e.pipelining {
 		return e.drain(0)
@@ -337,6 +345,9 @@ func (e *engine) line(s string, x expectation) error {
 }
 
 func (e *engine) expect(x expectation) {
+	if e.c.tr != nil && x.sent.IsZero() {
+		x.sent = time.Now()
+	}
 	e.fifo = append(e.fifo, x)
 }
 
@@ -415,6 +426,13 @@ func (e *engine) drain(n int) error {
 		err := e.ctx.Err()
 		if err == nil {
 			rep, err = wire.ReadReply(c.Text.R)
+		}
+		if err == nil && c.tr != nil {
+			verb := x.kind.verb()
+			if x.kind == expChunk || x.kind == expEnd && x.bdat {
+				verb = "BDAT"
+			}
+			c.tr.reply(verb, rep, time.Since(x.sent))
 		}
 		if err != nil {
 			step := "reading reply to " + x.kind.verb()
@@ -566,12 +584,13 @@ func (e *engine) outcome(t *txn) (*Result, error) {
 // bodyCopy streams the content through enc, enforcing 7-bit data when the
 // server was not told otherwise. It reports a failure of the caller's
 // reader apart from a failure to write.
-func (e *engine) bodyCopy(enc io.Writer, body content, sevenBit bool) (readErr, writeErr error) {
+func (e *engine) bodyCopy(t *txn, enc io.Writer, body content, sevenBit bool) (readErr, writeErr error) {
 	w := writerFunc(func(p []byte) (int, error) {
 		if sevenBit && !isASCIIBytes(p) {
 			return 0, errEightBit
 		}
 		n, err := enc.Write(p)
+		t.sentBytes += int64(n)
 		if err != nil {
 			writeErr = err
 		}
@@ -614,7 +633,7 @@ func (e *engine) data(t *txn, body content, p plan) {
 	// Why it is safe: inspect read these very bytes; only a caller that
 	// changes the body while Send runs (a data race) could break it.
 	dot.CRLF = body.crlf
-	if readErr, writeErr := e.bodyCopy(dot, body, p.sevenBit); readErr != nil || writeErr != nil {
+	if readErr, writeErr := e.bodyCopy(t, dot, body, p.sevenBit); readErr != nil || writeErr != nil {
 		e.abandon(t, readErr, writeErr, "writing message data")
 		return
 	}
@@ -622,6 +641,7 @@ func (e *engine) data(t *txn, body content, p plan) {
 		t.err = e.fail(err, "writing message data", e.c.timeouts.data)
 		return
 	}
+	e.c.tr.data("DATA", t.sentBytes, 0)
 	// From here the server may take the message: a failure to read its
 	// reply leaves the outcome unknown.
 	t.ended = true
@@ -634,6 +654,9 @@ func (e *engine) data(t *txn, body content, p plan) {
 // bdatFrame is the size of one BDAT command with its chunk: a whole
 // number of TLS records.
 const bdatFrame = 8 * wire.RecordSize
+
+// bdatChunk is the size of the chunk cw wrote last, for the trace.
+func bdatChunk(cw *wire.ChunkWriter) int { return cw.LastChunk() }
 
 // bdatPayload is the content of a full chunk: the frame less the
 // 13-octet "BDAT 131059\r\n".
@@ -655,6 +678,9 @@ func (e *engine) bdat(t *txn, body content, p plan) {
 	cw := wire.NewChunkWriter(out, bdatFrame)
 	cw.CRLF = body.crlf // as for DATA
 	cw.OnChunk = func() error {
+		if c.tr != nil {
+			c.tr.command("BDAT", "BDAT "+strconv.Itoa(bdatChunk(cw)))
+		}
 		e.expect(expectation{kind: expChunk, tx: t})
 		if !e.pipelining {
 			return e.drain(0)
@@ -669,7 +695,7 @@ func (e *engine) bdat(t *txn, body content, p plan) {
 		}
 		return nil
 	}
-	if readErr, writeErr := e.bodyCopy(cw, body, p.sevenBit); readErr != nil || writeErr != nil {
+	if readErr, writeErr := e.bodyCopy(t, cw, body, p.sevenBit); readErr != nil || writeErr != nil {
 		var re *Error
 		if errors.As(writeErr, &re) && c.err == nil {
 			// The server refused a chunk; the transaction failed without
@@ -684,6 +710,10 @@ func (e *engine) bdat(t *txn, body content, p plan) {
 	if err := cw.Close(); err != nil {
 		t.err = e.fail(err, "writing message data", c.timeouts.data)
 		return
+	}
+	if c.tr != nil {
+		c.tr.command("BDAT", "BDAT "+strconv.Itoa(bdatChunk(cw))+" LAST")
+		c.tr.data("BDAT", t.sentBytes, cw.Chunks())
 	}
 	t.ended = true
 	e.expect(expectation{kind: expEnd, tx: t, bdat: true})

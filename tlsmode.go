@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"strconv"
@@ -141,6 +142,16 @@ type Dialer struct {
 	// on top of the connection it returns. It is called with network
 	// "tcp". nil means a net.Dialer with Timeout.
 	NetDialContext func(ctx context.Context, network, addr string) (net.Conn, error)
+
+	// Trace, if set, receives a record of each session: the connection,
+	// the TLS handshake (version, cipher, certificate subject and expiry,
+	// resumed or not), the path taken (implicit TLS, STARTTLS, a
+	// fallback and why), and every command and reply with timings. AUTH
+	// payloads, tokens and passwords never appear in it in any form, and
+	// message content appears as its size only. The records are listed
+	// in the package documentation under "Trace". nil, the default,
+	// records nothing and costs nothing.
+	Trace *slog.Logger
 }
 
 // Policy and connection errors of the TLS modes. Compare with errors.Is.
@@ -225,6 +236,7 @@ func (d *Dialer) DialContext(ctx context.Context, addr string) (*Client, error) 
 		if fb == "" {
 			fb = net.JoinHostPort(host, "587")
 		}
+		newTracer(d.Trace, host, nil).fallback(addr, fb, err)
 		fbHost, err2 := splitAddr(fb)
 		if err2 == nil {
 			c, err2 = d.dialSTARTTLS(ctx, fb, fbHost)
@@ -327,12 +339,16 @@ func (d *Dialer) netDial(ctx context.Context, addr string) (net.Conn, error) {
 }
 
 func (d *Dialer) dialImplicit(ctx context.Context, addr, host string) (*Client, error) {
+	start := time.Now()
 	conn, err := d.netDial(ctx, addr)
 	if err != nil {
 		return nil, err
 	}
+	tr := newTracer(d.Trace, host, nil)
+	tr.connect(addr, ImplicitTLS, time.Since(start))
 	t := d.timeouts()
 	rec := &firstBytes{Conn: conn}
+	start = time.Now()
 	tconn, err := handshake(ctx, rec, withSessions(completeConfig(d.TLSConfig, host), d.TLSConfig), t.greeting)
 	if err != nil {
 		defer conn.Close()
@@ -356,6 +372,7 @@ func (d *Dialer) dialImplicit(ctx context.Context, addr, host string) (*Client, 
 		}
 		return nil, fmt.Errorf("tlsmail: TLS handshake with %s: %w", addr, err)
 	}
+	tr.handshake(tconn.ConnectionState(), false, time.Since(start))
 	c := d.newClient(tconn, host)
 	c.isTLS, c.mode = true, ImplicitTLS
 	if err := c.readGreeting(ctx); err != nil {
@@ -421,11 +438,13 @@ func quoteStart(b []byte) string {
 }
 
 func (d *Dialer) dialSTARTTLS(ctx context.Context, addr, host string) (*Client, error) {
+	start := time.Now()
 	conn, err := d.netDial(ctx, addr)
 	if err != nil {
 		return nil, err
 	}
 	c := d.newClient(conn, host)
+	c.tr.connect(addr, STARTTLS, time.Since(start))
 	c.resume = true
 	if err := c.readGreeting(ctx); err != nil {
 		if errors.Is(err, os.ErrDeadlineExceeded) {

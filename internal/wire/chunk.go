@@ -23,6 +23,7 @@ type ChunkWriter struct {
 	out  block
 	hdr  []byte // "BDAT n\r\n" for a full chunk
 	sent int    // chunks written, LAST included
+	last int    // the size of the chunk written last
 
 	// OnChunk, if set, is called after each full chunk has been written
 	// (not after the LAST one). An error it returns stops the writer and
@@ -66,6 +67,7 @@ func (c *ChunkWriter) chunk(frame []byte) error {
 		return err
 	}
 	c.sent++
+	c.last = len(frame) - reserve
 	if c.OnChunk != nil {
 		return c.OnChunk()
 	}
@@ -112,8 +114,12 @@ func (c *ChunkWriter) Close() error {
 		return c.err
 	}
 	c.sent++
+	c.last = len(frame) - reserve
 	return nil
 }
+
+// LastChunk reports the size of the chunk written last (0 before any).
+func (c *ChunkWriter) LastChunk() int { return c.last }
 
 // Chunks reports how many BDAT commands have been written.
 func (c *ChunkWriter) Chunks() int { return c.sent }
