@@ -66,6 +66,30 @@
 // at a time with the same results; Mail, Rcpt and Data keep net/smtp's
 // one-at-a-time semantics.
 //
+// # Trace
+//
+// Dialer.Trace (and Client.SetTrace, for clients made by NewClient) takes
+// a *slog.Logger that receives a record of each session, at
+// slog.LevelInfo, each with the attribute "server":
+//
+//   - "connect": the TCP connection; "addr", "mode", "elapsed".
+//   - "tls": a finished handshake; "version", "cipher", "resumed",
+//     "starttls", "peer" (the certificate's subject), "not_after",
+//     "days_left", "elapsed".
+//   - "fallback": implicit TLS failed and STARTTLS is tried; "from",
+//     "to", "reason".
+//   - "command": a command line as sent; "line".
+//   - "reply": a reply; "command" (what it answers), "code", "text",
+//     "elapsed" (since the command was sent).
+//   - "data": message content sent; "via" (DATA or BDAT), "bytes", and
+//     "chunks" for BDAT.
+//
+// AUTH lines show the mechanism only; responses to challenges, and the
+// challenges, show as "[response withheld]" and "[challenge withheld]";
+// any other text that repeats a credential sent on the session is
+// withheld as in errors; message content shows as its size. A nil Trace
+// records nothing and costs a nil check per record.
+//
 // # Use
 //
 // The simplest use is unchanged from net/smtp:
