@@ -31,7 +31,7 @@ func ExampleDialer_trace() {
 	}
 	// Output:
 	// level=INFO msg=connect mode=ImplicitTLS
-	// level=INFO msg=tls version="TLS 1.3" resumed=false starttls=false peer=CN=mx.test
+	// level=INFO msg=tls version="TLS 1.3" resumed=false starttls=false peer="CN=mx.test"
 	// level=INFO msg=reply command=greeting code=220 text="mx.test ESMTP tlsmail-test"
 	// level=INFO msg=command line="EHLO localhost"
 	// level=INFO msg=reply command=EHLO code=250 text="mx.test\nPIPELINING\nSIZE 67108864\n8BITMIME\nENHANCEDSTATUSCODES\nSMTPUTF8\nAUTH PLAIN LOGIN CRAM-MD5"
