@@ -293,6 +293,7 @@ func (c *Client) startTLS(ctx context.Context, config *tls.Config) error {
 	start := time.Now()
 	tconn, err := handshake(ctx, c.conn, cfg, c.timeouts.greeting)
 	if err != nil {
+		c.tr.failure("STARTTLS handshake", err)
 		return c.fail(wrap(err, "STARTTLS handshake with %s", c.serverName))
 	}
 	c.tr.handshake(tconn.ConnectionState(), true, time.Since(start))

@@ -83,6 +83,7 @@
 //     "elapsed" (since the command was sent).
 //   - "data": message content sent; "via" (DATA or BDAT), "bytes", and
 //     "chunks" for BDAT.
+//   - "failure": connecting or a TLS handshake failed; "step", "error".
 //
 // AUTH lines show the mechanism only; responses to challenges, and the
 // challenges, show as "[response withheld]" and "[challenge withheld]";

@@ -340,17 +340,19 @@ func (d *Dialer) netDial(ctx context.Context, addr string) (net.Conn, error) {
 
 func (d *Dialer) dialImplicit(ctx context.Context, addr, host string) (*Client, error) {
 	start := time.Now()
+	tr := newTracer(d.Trace, host, nil)
 	conn, err := d.netDial(ctx, addr)
 	if err != nil {
+		tr.failure("connect", err)
 		return nil, err
 	}
-	tr := newTracer(d.Trace, host, nil)
 	tr.connect(addr, ImplicitTLS, time.Since(start))
 	t := d.timeouts()
 	rec := &firstBytes{Conn: conn}
 	start = time.Now()
 	tconn, err := handshake(ctx, rec, withSessions(completeConfig(d.TLSConfig, host), d.TLSConfig), t.greeting)
 	if err != nil {
+		tr.failure("TLS handshake", err)
 		defer conn.Close()
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("tlsmail: TLS handshake with %s: %w", addr, ctx.Err())
@@ -441,6 +443,7 @@ func (d *Dialer) dialSTARTTLS(ctx context.Context, addr, host string) (*Client, 
 	start := time.Now()
 	conn, err := d.netDial(ctx, addr)
 	if err != nil {
+		newTracer(d.Trace, host, nil).failure("connect", err)
 		return nil, err
 	}
 	c := d.newClient(conn, host)

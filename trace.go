@@ -25,6 +25,8 @@ import (
 //     "elapsed" (since its command was sent, or the wait, for a greeting).
 //   - "data": message content went out; "via" (DATA or BDAT), "bytes"
 //     (the caller's octets) and, for BDAT, "chunks".
+//   - "failure": connecting or a TLS handshake failed; "step" and
+//     "error".
 //
 // Why the trace can never leak a credential: AUTH lines are recorded as
 // their mechanism only, and the answers to challenges, and challenges,
@@ -151,6 +153,14 @@ func (t *tracer) handshake(cs tls.ConnectionState, starttls bool, elapsed time.D
 	}
 	attrs = append(attrs, slog.Duration("elapsed", elapsed))
 	t.log("tls", attrs...)
+}
+
+// failure records a connection or handshake that failed.
+func (t *tracer) failure(step string, err error) {
+	if t == nil {
+		return
+	}
+	t.log("failure", slog.String("step", step), slog.String("error", t.clean(err.Error())))
 }
 
 // fallback records the switch from implicit TLS to STARTTLS.

@@ -168,8 +168,9 @@ func TestTraceFallback(t *testing.T) {
 	}
 	c.Close()
 	got := log.get()
-	if len(got) < 3 || got[0] != "connect mode=ImplicitTLS" || !strings.HasPrefix(got[1], "fallback reason=tlsmail: server answered in plaintext") || got[2] != "connect mode=STARTTLS" {
-		t.Errorf("trace starts %q", got[:min(3, len(got))])
+	if len(got) < 4 || got[0] != "connect mode=ImplicitTLS" || got[1] != "failure step=TLS handshake error=tls: first record does not look like a TLS handshake" ||
+		!strings.HasPrefix(got[2], "fallback reason=tlsmail: server answered in plaintext") || got[3] != "connect mode=STARTTLS" {
+		t.Errorf("trace starts %q", got[:min(4, len(got))])
 	}
 }
 
@@ -329,4 +330,31 @@ func BenchmarkTrace(b *testing.B) {
 	b.ReportMetric(mOn/float64(n), "trace-on-allocs/op")
 	b.ReportMetric((mOn-mOff)/float64(n), "trace-extra-allocs/op")
 	b.ReportMetric(float64(tOn)/float64(tOff), "time-on-vs-off")
+}
+
+// TestTraceHandshakeFailure: a certificate that does not verify is in the
+// trace with the reason, for implicit TLS and STARTTLS.
+func TestTraceHandshakeFailure(t *testing.T) {
+	srv := smtptest.NewServer(t, &smtptest.Options{Cert: smtptest.CertUntrusted})
+	for _, mode := range []Mode{ImplicitTLS, STARTTLS} {
+		var log traceLog
+		d := testDialer(srv, mode)
+		d.Trace = log.logger()
+		addr := srv.ImplicitAddr
+		if mode == STARTTLS {
+			addr = srv.StartTLSAddr
+		}
+		if _, err := d.Dial(addr); err == nil {
+			t.Fatalf("%v: Dial succeeded with an untrusted certificate", mode)
+		}
+		var failures []string
+		for _, l := range log.get() {
+			if strings.HasPrefix(l, "failure ") {
+				failures = append(failures, l)
+			}
+		}
+		if len(failures) != 1 || !strings.Contains(failures[0], "handshake error=") || !strings.Contains(failures[0], "certificate") {
+			t.Errorf("%v: failure records %q", mode, failures)
+		}
+	}
 }
