@@ -158,7 +158,7 @@ func probe(ctx context.Context, addr string, o Options) Report {
 	}
 	p := &prober{addr: addr, host: host, o: o, r: &r}
 	p.run(ctx)
-	if o.User != "" && r.Login == nil {
+	if o.User != "" && r.Login == nil && r.Status != StatusClosed && r.Status != StatusNoSMTP {
 		why := "no verified TLS connection"
 		if r.TlsmailError != "" {
 			why = "tlsmail did not connect"
@@ -214,9 +214,11 @@ func (p *prober) run(ctx context.Context) {
 func (p *prober) plaintext(ctx context.Context) {
 	r := p.r
 	r.Status = StatusPlaintext
-	if !p.inspect(ctx, false) || r.Status != StatusSTARTTLS {
+	ok := p.inspect(ctx, false)
+	if r.Status != StatusPlaintext && r.Status != StatusSTARTTLS {
 		return
 	}
+	// What tlsmail makes of it: on a plaintext-only port, its refusal.
 	r.TlsmailMode = tlsmail.STARTTLS.String()
 	c, _, _, err := p.dial(ctx, tlsmail.STARTTLS)
 	if err != nil {
@@ -224,7 +226,9 @@ func (p *prober) plaintext(ctx context.Context) {
 		return
 	}
 	defer c.Close()
-	p.login(c)
+	if ok {
+		p.login(c)
+	}
 }
 
 // dial connects with tlsmail, verifying the certificate. connected says
@@ -279,7 +283,7 @@ func (p *prober) inspect(ctx context.Context, implicit bool) bool {
 	s, err := p.session(ctx, implicit, cfg)
 	var cve *tls.CertificateVerificationError
 	if err != nil && errors.As(err, &cve) {
-		verr := err.Error()
+		verr := cve.Error()
 		cfg = &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS10}
 		s, err = p.session(ctx, implicit, cfg)
 		if s.state != nil {
