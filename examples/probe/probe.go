@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/textproto"
+	"slices"
 	"strings"
 	"time"
 	"unicode"
@@ -45,6 +46,11 @@ type Options struct {
 	// User, if set, makes the probe log in with tlsmail.PasswordAuth over
 	// a verified TLS connection. Password is never part of the Report.
 	User, Password string
+	// GreetingFirstPorts are the ports where the probe waits for a
+	// plaintext greeting before it tries TLS; on other ports it starts
+	// with a TLS ClientHello, as tlsmail's ImplicitTLS mode does. nil
+	// means 25 and 587.
+	GreetingFirstPorts []string
 	// Now is the time certificates are judged against; zero means
 	// time.Now().
 	Now time.Time
@@ -144,6 +150,9 @@ func probe(ctx context.Context, addr string, o Options) Report {
 	if o.LocalName == "" {
 		o.LocalName = "localhost"
 	}
+	if o.GreetingFirstPorts == nil {
+		o.GreetingFirstPorts = []string{"25", "587", "smtp", "submission"}
+	}
 	if o.Now.IsZero() {
 		o.Now = time.Now()
 	}
@@ -185,6 +194,17 @@ func (p *prober) verifyConfig() *tls.Config {
 
 func (p *prober) run(ctx context.Context) {
 	r := p.r
+	if _, port, _ := net.SplitHostPort(p.addr); slices.Contains(p.o.GreetingFirstPorts, port) {
+		// Where a plaintext greeting is expected, wait for it rather than
+		// send a TLS ClientHello first: servers that check that clients
+		// wait for the greeting (Postfix's postscreen on port 25, for
+		// one) would take the probe for a spambot. Only a server that
+		// stays silent for the whole timeout is tried with TLS.
+		if p.plaintext(ctx) {
+			return
+		}
+		*r = Report{Addr: p.addr}
+	}
 	// The library first: it says what tlsmail would do, and tells a
 	// plaintext greeting from a TLS server without a second connection.
 	c, connected, connect, err := p.dial(ctx, tlsmail.ImplicitTLS)
@@ -201,7 +221,7 @@ func (p *prober) run(ctx context.Context) {
 	if err != nil {
 		r.TlsmailError = err.Error()
 	}
-	ok := p.inspect(ctx, true)
+	ok, _ := p.inspect(ctx, true)
 	if c != nil {
 		if ok {
 			p.login(c)
@@ -210,25 +230,31 @@ func (p *prober) run(ctx context.Context) {
 	}
 }
 
-// plaintext probes a port that greeted in plaintext.
-func (p *prober) plaintext(ctx context.Context) {
+// plaintext probes a port that greets in plaintext. It returns false,
+// having reported nothing, when the server sent nothing at all before the
+// timeout: it may be waiting for a TLS ClientHello.
+func (p *prober) plaintext(ctx context.Context) bool {
 	r := p.r
 	r.Status = StatusPlaintext
-	ok := p.inspect(ctx, false)
+	ok, s := p.inspect(ctx, false)
+	if s.silent {
+		return false
+	}
 	if r.Status != StatusPlaintext && r.Status != StatusSTARTTLS {
-		return
+		return true
 	}
 	// What tlsmail makes of it: on a plaintext-only port, its refusal.
 	r.TlsmailMode = tlsmail.STARTTLS.String()
 	c, _, _, err := p.dial(ctx, tlsmail.STARTTLS)
 	if err != nil {
 		r.TlsmailError = err.Error()
-		return
+		return true
 	}
 	defer c.Close()
 	if ok {
 		p.login(c)
 	}
+	return true
 }
 
 // dial connects with tlsmail, verifying the certificate. connected says
@@ -273,8 +299,8 @@ func (p *prober) login(c *tlsmail.Client) {
 // inspect runs the raw session, verifying the certificate, and again with
 // InsecureSkipVerify when verification was what failed. It fills the
 // Report and returns whether the certificate verified (or, on a plaintext
-// port without TLS, whether the session went well).
-func (p *prober) inspect(ctx context.Context, implicit bool) bool {
+// port without TLS, whether the session went well), and the session.
+func (p *prober) inspect(ctx context.Context, implicit bool) (bool, session) {
 	r := p.r
 	cfg := p.verifyConfig()
 	// Older versions are allowed here only to report them; tlsmail
@@ -289,6 +315,13 @@ func (p *prober) inspect(ctx context.Context, implicit bool) bool {
 		if s.state != nil {
 			s.state.verifyErr = verr
 		}
+	}
+	if !s.connected {
+		r.Status, r.Error = StatusClosed, err.Error()
+		return false, s
+	}
+	if r.ConnectMS == 0 {
+		r.ConnectMS = ms(s.connect)
 	}
 	p.fill(s, implicit)
 	if err != nil {
@@ -305,9 +338,9 @@ func (p *prober) inspect(ctx context.Context, implicit bool) bool {
 		default:
 			r.Status = StatusNoSMTP
 		}
-		return false
+		return false, s
 	}
-	return s.state == nil || s.state.verifyErr == ""
+	return s.state == nil || s.state.verifyErr == "", s
 }
 
 // session is what one raw connection found.
@@ -317,6 +350,9 @@ type session struct {
 	starttls      *STARTTLSInfo
 	state         *tlsState
 	noop          time.Duration
+	connect       time.Duration
+	connected     bool
+	silent        bool // no greeting, and not one byte, before the timeout
 }
 
 type tlsState struct {
@@ -334,11 +370,13 @@ func (p *prober) session(ctx context.Context, implicit bool, cfg *tls.Config) (s
 	defer cancel()
 	var nd net.Dialer
 	dctx, dcancel := context.WithTimeout(ctx, p.o.Timeout)
+	start := time.Now()
 	conn, err := nd.DialContext(dctx, "tcp", p.addr)
 	dcancel()
 	if err != nil {
 		return s, err
 	}
+	s.connected, s.connect = true, time.Since(start)
 	defer conn.Close()
 	// Cancelling ctx interrupts whatever I/O is in flight.
 	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
@@ -369,6 +407,8 @@ func (p *prober) session(ctx context.Context, implicit bool, cfg *tls.Config) (s
 		s.greeting = fmt.Sprintf("%d %s", code, firstLine(msg))
 	}
 	if err != nil {
+		var ne net.Error
+		s.silent = code == 0 && errors.As(err, &ne) && ne.Timeout() && ctx.Err() == nil
 		return s, fmt.Errorf("greeting: %w", err)
 	}
 	ext := func() ([]string, error) {
@@ -424,7 +464,7 @@ func (p *prober) session(ctx context.Context, implicit bool, cfg *tls.Config) (s
 		}
 	}
 	step()
-	start := time.Now()
+	start = time.Now()
 	if err := tp.PrintfLine("NOOP"); err != nil {
 		return s, err
 	}

@@ -253,6 +253,68 @@ func TestSTARTTLSOnly(t *testing.T) {
 	}
 }
 
+// TestGreetingFirst probes as on ports 25 and 587, where the probe waits
+// for the greeting before it tries TLS.
+func TestGreetingFirst(t *testing.T) {
+	srv := newServer(t, smtptest.Options{})
+	version, suite := negotiated(t, srv)
+	_, starttlsPort, _ := net.SplitHostPort(srv.StartTLSAddr)
+	_, implicitPort, _ := net.SplitHostPort(srv.ImplicitAddr)
+	o := options(srv)
+	o.GreetingFirstPorts = []string{starttlsPort, implicitPort}
+	o.Timeout = 500 * time.Millisecond
+
+	got := probe(context.Background(), srv.StartTLSAddr, o)
+	check(t, got, Report{
+		Addr:          srv.StartTLSAddr,
+		Status:        StatusSTARTTLS,
+		NoopMS:        1,
+		Greeting:      greeting,
+		EHLOBeforeTLS: extPlain,
+		EHLOAfterTLS:  extTLS,
+		TLS: &TLSInfo{
+			Version: version, CipherSuite: suite, ServerName: "mx.test", Verified: true,
+			Chain: []Cert{leaf(t, got, smtptest.CertValid)},
+		},
+		STARTTLS:    &STARTTLSInfo{Offered: true, Reply: "220 2.0.0 Ready to start TLS", CommandInjectionTested: true},
+		TlsmailMode: "STARTTLS",
+	})
+	// No ClientHello went to the plaintext port: the first thing the
+	// server read was EHLO. The NOOP sent with STARTTLS was discarded
+	// unread, as it should be.
+	if err := srv.WaitIdle(5 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	checkTranscript(t, srv,
+		"plain: EHLO localhost", "plain: STARTTLS",
+		"tls: "+probeCommand, "tls: EHLO localhost", "tls: NOOP", "tls: QUIT",
+		"plain: EHLO localhost", "plain: STARTTLS")
+	srv.Reset()
+
+	// An implicit-TLS server stays silent; after the timeout it is tried
+	// with TLS.
+	got = probe(context.Background(), srv.ImplicitAddr, o)
+	check(t, got, Report{
+		Addr:         srv.ImplicitAddr,
+		Status:       StatusImplicitTLS,
+		NoopMS:       1,
+		Greeting:     greeting,
+		EHLOAfterTLS: extTLS,
+		TLS: &TLSInfo{
+			Version: version, CipherSuite: suite, ServerName: "mx.test", Verified: true,
+			Chain: []Cert{leaf(t, got, smtptest.CertValid)},
+		},
+		TlsmailMode: "ImplicitTLS",
+	})
+}
+
+func checkTranscript(t *testing.T, srv *smtptest.Server, want ...string) {
+	t.Helper()
+	if got := srv.Transcript(); !reflect.DeepEqual(got, want) {
+		t.Errorf("transcript:\n got %q\nwant %q", got, want)
+	}
+}
+
 func TestAuthBeforeTLS(t *testing.T) {
 	srv := newServer(t, smtptest.Options{AuthBeforeTLS: true})
 	version, suite := negotiated(t, srv)
