@@ -262,9 +262,9 @@ func printText(w io.Writer, res Result) {
 				if len(names) > 0 {
 					fmt.Fprintf(w, "      %s\n", strings.Join(names, "; "))
 				}
-				exp := fmt.Sprintf("expires %s (%d days)", c.NotAfter.Format(time.DateOnly), c.DaysLeft)
+				exp := fmt.Sprintf("expires %s (in %s)", c.NotAfter.Format(time.DateOnly), days(c.DaysLeft))
 				if c.Expired {
-					exp = fmt.Sprintf("EXPIRED %s (%d days ago)", c.NotAfter.Format(time.DateOnly), -c.DaysLeft)
+					exp = fmt.Sprintf("EXPIRED %s (%s ago)", c.NotAfter.Format(time.DateOnly), days(-c.DaysLeft))
 				}
 				fmt.Fprintf(w, "      issuer: %s; %s\n", c.Issuer, exp)
 			}
@@ -290,4 +290,11 @@ func printText(w io.Writer, res Result) {
 			fmt.Fprintf(w, "  WARNING: %s\n", warn)
 		}
 	}
+}
+
+func days(n int) string {
+	if n == 1 {
+		return "1 day"
+	}
+	return fmt.Sprintf("%d days", n)
 }
