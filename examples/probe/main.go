@@ -215,9 +215,9 @@ func printText(w io.Writer, res Result) {
 			fmt.Fprintf(w, "  error: %s\n", r.Error)
 		}
 		if r.ConnectMS > 0 {
-			fmt.Fprintf(w, "  connect %.1f ms", r.ConnectMS)
+			fmt.Fprintf(w, "  connect %.2f ms", r.ConnectMS)
 			if r.NoopMS > 0 {
-				fmt.Fprintf(w, ", NOOP round trip %.1f ms", r.NoopMS)
+				fmt.Fprintf(w, ", NOOP round trip %.2f ms", r.NoopMS)
 			}
 			fmt.Fprintln(w)
 		}

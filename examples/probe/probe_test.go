@@ -579,7 +579,8 @@ func TestPostfix(t *testing.T) {
 	if name == "" {
 		name = "mail." + env["TLSMAIL_DOMAIN"]
 	}
-	o := Options{ServerName: name, RootCAs: roots, Timeout: 10 * time.Second}
+	o := Options{ServerName: name, RootCAs: roots, Timeout: 10 * time.Second,
+		User: env["TLSMAIL_USER"], Password: env["TLSMAIL_PASSWORD"]}
 	addrs := []string{env["TLSMAIL_IMPLICIT_ADDR"], env["TLSMAIL_STARTTLS_ADDR"], env["TLSMAIL_PLAIN_ADDR"]}
 	reports := probeAll(context.Background(), addrs, o)
 
@@ -600,6 +601,12 @@ func TestPostfix(t *testing.T) {
 		t.Errorf("implicit port: %+v", imp)
 	}
 
+	for i, r := range reports[:2] {
+		if l := r.Login; o.User != "" && (l == nil || l.Error != "" || !strings.HasPrefix(l.Mechanism, "SCRAM-SHA-256")) {
+			t.Errorf("%s: login %+v, want SCRAM-SHA-256", addrs[i], l)
+		}
+	}
+
 	st := reports[1]
 	if st.Status != StatusSTARTTLS || st.Error != "" || st.TLS == nil || !st.TLS.Verified || st.TlsmailError != "" {
 		t.Fatalf("STARTTLS port: %+v", st)
@@ -618,7 +625,10 @@ func TestPostfix(t *testing.T) {
 	if pl.Status != StatusPlaintext || pl.TLS != nil || pl.STARTTLS == nil || pl.STARTTLS.Offered || hasExt(pl.EHLOBeforeTLS, "STARTTLS") {
 		t.Errorf("plain port: %+v", pl)
 	}
-	if pl.Warnings[len(pl.Warnings)-1] != "no STARTTLS: mail and credentials would travel in plaintext" {
+	if l := pl.Login; o.User != "" && (l == nil || l.Error != "not attempted: tlsmail did not connect") {
+		t.Errorf("plain port: login %+v", l)
+	}
+	if len(pl.Warnings) == 0 || pl.Warnings[len(pl.Warnings)-1] != "no STARTTLS: mail and credentials would travel in plaintext" {
 		t.Errorf("plain port: warnings %q", pl.Warnings)
 	}
 	for _, r := range reports {
