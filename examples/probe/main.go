@@ -29,6 +29,9 @@
 //     printed), whether tlsmail.PasswordAuth logs in over a verified TLS
 //     connection, and with which mechanism (Client.AuthMechanism).
 //
+// Other flags: -ehlo sets the EHLO name, -json prints JSON (below);
+// go run ./examples/probe -h lists them all.
+//
 // Every step is bounded by -timeout (10s): a closed or filtered port does
 // not hang the probe, and the ports are probed at the same time.
 //
@@ -57,6 +60,7 @@
 //	        "version": "TLS 1.3", "cipher_suite": "TLS_AES_128_GCM_SHA256",
 //	        "server_name": "smtp.example.com",
 //	        "verified": true, "verify_error": "...",
+//	        "matches_name": true,           // the leaf names server_name (even if the chain fails)
 //	        "insecure_inspection": false, // chain read with InsecureSkipVerify after a failed verification
 //	        "chain": [{"subject": "CN=...", "issuer": "CN=...", "dns_names": ["..."],
 //	                   "ip_addresses": ["..."], "not_before": "...", "not_after": "...",
@@ -246,6 +250,9 @@ func printText(w io.Writer, res Result) {
 				fmt.Fprintf(w, "  certificate verifies for %s\n", t.ServerName)
 			} else {
 				fmt.Fprintf(w, "  certificate does NOT verify for %s: %s\n", t.ServerName, t.VerifyError)
+				if t.MatchesName {
+					fmt.Fprintf(w, "  (its name does match %s)\n", t.ServerName)
+				}
 			}
 			if t.InsecureInspection {
 				fmt.Fprintf(w, "  (chain and EHLO below read with InsecureSkipVerify, for inspection only)\n")

@@ -91,6 +91,10 @@ type TLSInfo struct {
 	CipherSuite string `json:"cipher_suite"` // "TLS_AES_128_GCM_SHA256"
 	ServerName  string `json:"server_name"`  // the name verified against
 	Verified    bool   `json:"verified"`     // the chain verifies and matches ServerName
+	// MatchesName says whether the leaf certificate names ServerName,
+	// whatever the rest of the verification found: it tells a wrong name
+	// from an untrusted or expired chain.
+	MatchesName bool   `json:"matches_name"`
 	VerifyError string `json:"verify_error,omitempty"`
 	// InsecureInspection is true when verification failed and the
 	// connection described here was made again with InsecureSkipVerify,
@@ -527,6 +531,9 @@ func (p *prober) fill(s session, implicit bool) {
 			Verified:           !st.insecure,
 			VerifyError:        clean(st.verifyErr),
 			InsecureInspection: st.insecure,
+		}
+		if len(st.PeerCertificates) > 0 {
+			t.MatchesName = st.PeerCertificates[0].VerifyHostname(p.o.ServerName) == nil
 		}
 		for _, c := range st.PeerCertificates {
 			t.Chain = append(t.Chain, certInfo(c, p.o.Now))

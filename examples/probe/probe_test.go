@@ -70,6 +70,8 @@ func leaf(t *testing.T, got Report, kind smtptest.CertKind) Cert {
 		want.Subject = "CN=wrong.example"
 		want.DNSNames = []string{"wrong.example"}
 		want.IPAddresses = nil
+	case smtptest.CertUntrusted:
+		want.Issuer = "CN=tlsmail smtptest untrusted CA,O=tlsmail smtptest"
 	case smtptest.CertExpired:
 		want.NotBefore = now.Add(-48 * time.Hour)
 		want.NotAfter = now.Add(-24 * time.Hour)
@@ -133,7 +135,7 @@ func TestImplicitOnly(t *testing.T) {
 		Greeting:     greeting,
 		EHLOAfterTLS: extTLS,
 		TLS: &TLSInfo{
-			Version: version, CipherSuite: suite, ServerName: "mx.test", Verified: true,
+			Version: version, CipherSuite: suite, ServerName: "mx.test", Verified: true, MatchesName: true,
 			Chain: []Cert{leaf(t, got, smtptest.CertValid)},
 		},
 		TlsmailMode: "ImplicitTLS",
@@ -242,7 +244,7 @@ func TestSTARTTLSOnly(t *testing.T) {
 				EHLOBeforeTLS: extPlain,
 				EHLOAfterTLS:  extTLS,
 				TLS: &TLSInfo{
-					Version: version, CipherSuite: suite, ServerName: "mx.test", Verified: true,
+					Version: version, CipherSuite: suite, ServerName: "mx.test", Verified: true, MatchesName: true,
 					Chain: []Cert{leaf(t, got, smtptest.CertValid)},
 				},
 				STARTTLS:    &STARTTLSInfo{Offered: true, Reply: "220 2.0.0 Ready to start TLS", CommandInjectionTested: true},
@@ -273,7 +275,7 @@ func TestGreetingFirst(t *testing.T) {
 		EHLOBeforeTLS: extPlain,
 		EHLOAfterTLS:  extTLS,
 		TLS: &TLSInfo{
-			Version: version, CipherSuite: suite, ServerName: "mx.test", Verified: true,
+			Version: version, CipherSuite: suite, ServerName: "mx.test", Verified: true, MatchesName: true,
 			Chain: []Cert{leaf(t, got, smtptest.CertValid)},
 		},
 		STARTTLS:    &STARTTLSInfo{Offered: true, Reply: "220 2.0.0 Ready to start TLS", CommandInjectionTested: true},
@@ -301,7 +303,7 @@ func TestGreetingFirst(t *testing.T) {
 		Greeting:     greeting,
 		EHLOAfterTLS: extTLS,
 		TLS: &TLSInfo{
-			Version: version, CipherSuite: suite, ServerName: "mx.test", Verified: true,
+			Version: version, CipherSuite: suite, ServerName: "mx.test", Verified: true, MatchesName: true,
 			Chain: []Cert{leaf(t, got, smtptest.CertValid)},
 		},
 		TlsmailMode: "ImplicitTLS",
@@ -327,7 +329,7 @@ func TestAuthBeforeTLS(t *testing.T) {
 		EHLOBeforeTLS: append(extPlain[:len(extPlain):len(extPlain)], "AUTH PLAIN LOGIN CRAM-MD5"),
 		EHLOAfterTLS:  extTLS,
 		TLS: &TLSInfo{
-			Version: version, CipherSuite: suite, ServerName: "mx.test", Verified: true,
+			Version: version, CipherSuite: suite, ServerName: "mx.test", Verified: true, MatchesName: true,
 			Chain: []Cert{leaf(t, got, smtptest.CertValid)},
 		},
 		STARTTLS:    &STARTTLSInfo{Offered: true, Reply: "220 2.0.0 Ready to start TLS", CommandInjectionTested: true},
@@ -375,7 +377,7 @@ func TestCommandInjection(t *testing.T) {
 		EHLOBeforeTLS: extPlain,
 		EHLOAfterTLS:  extTLS,
 		TLS: &TLSInfo{
-			Version: version, CipherSuite: suite, ServerName: "mx.test", Verified: true,
+			Version: version, CipherSuite: suite, ServerName: "mx.test", Verified: true, MatchesName: true,
 			Chain: []Cert{leaf(t, got, smtptest.CertValid)},
 		},
 		STARTTLS: &STARTTLSInfo{
@@ -401,7 +403,7 @@ func TestResponseInjection(t *testing.T) {
 		EHLOBeforeTLS: extPlain,
 		EHLOAfterTLS:  extTLS,
 		TLS: &TLSInfo{
-			Version: version, CipherSuite: suite, ServerName: "mx.test", Verified: true,
+			Version: version, CipherSuite: suite, ServerName: "mx.test", Verified: true, MatchesName: true,
 			Chain: []Cert{leaf(t, got, smtptest.CertValid)},
 		},
 		STARTTLS: &STARTTLSInfo{
@@ -424,6 +426,7 @@ func TestCertificateFailures(t *testing.T) {
 	}{
 		{smtptest.CertExpired, false, "tls: failed to verify certificate: x509: certificate has expired or is not yet valid: current time "},
 		{smtptest.CertWrongName, false, "tls: failed to verify certificate: x509: certificate is valid for wrong.example, not mx.test"},
+		{smtptest.CertUntrusted, false, "tls: failed to verify certificate: x509: certificate signed by unknown authority"},
 		{smtptest.CertExpired, true, "tls: failed to verify certificate: x509: certificate has expired or is not yet valid: current time "},
 		{smtptest.CertWrongName, true, "tls: failed to verify certificate: x509: certificate is valid for wrong.example, not mx.test"},
 	} {
@@ -449,7 +452,7 @@ func TestCertificateFailures(t *testing.T) {
 				EHLOAfterTLS: extTLS,
 				TLS: &TLSInfo{
 					Version: version, CipherSuite: suite, ServerName: "mx.test",
-					VerifyError: tc.verr, InsecureInspection: true,
+					VerifyError: tc.verr, InsecureInspection: true, MatchesName: tc.kind != smtptest.CertWrongName,
 					Chain: []Cert{leaf(t, got, tc.kind)},
 				},
 				TlsmailMode: "ImplicitTLS",
