@@ -672,3 +672,35 @@ func postfixEnv() (map[string]string, string) {
 	}
 	return env, ""
 }
+
+// TestOldTLS probes a server that stops at TLS 1.1: the probe reports the
+// version, which tlsmail refuses.
+func TestOldTLS(t *testing.T) {
+	srv := newServer(t, smtptest.Options{MaxTLSVersion: tls.VersionTLS11})
+	o := options(srv)
+	o.User, o.Password = "user", "pass"
+	got := probe(context.Background(), srv.ImplicitAddr, o)
+	var suite string
+	if got.TLS != nil {
+		suite = got.TLS.CipherSuite // Go's choice among its TLS 1.1 suites
+	}
+	want := "tlsmail: TLS handshake with " + srv.ImplicitAddr + ": remote error: tls: protocol version not supported; tlsmail requires TLS 1.2 or later (RFC 8996)"
+	check(t, got, Report{
+		Addr:         srv.ImplicitAddr,
+		Status:       StatusImplicitTLS,
+		NoopMS:       1,
+		Greeting:     greeting,
+		EHLOAfterTLS: extTLS,
+		TLS: &TLSInfo{
+			Version: "TLS 1.1", CipherSuite: suite, ServerName: "mx.test", Verified: true, MatchesName: true,
+			Chain: []Cert{leaf(t, got, smtptest.CertValid)},
+		},
+		TlsmailMode:  "ImplicitTLS",
+		TlsmailError: want,
+		Login:        &LoginInfo{User: "user", Error: "not attempted: tlsmail did not connect"},
+		Warnings:     []string{"TLS 1.1 is deprecated (RFC 8996); tlsmail requires TLS 1.2 or later"},
+	})
+	if !strings.HasPrefix(suite, "TLS_ECDHE_ECDSA_WITH_AES_") {
+		t.Errorf("cipher suite %q", suite)
+	}
+}
