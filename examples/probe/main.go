@@ -20,7 +20,9 @@
 //     is offered in plaintext;
 //   - STARTTLS injection: the probe sends "STARTTLS\r\nNOOP\r\n" in one
 //     write; a server that answers that plaintext NOOP after the TLS
-//     handshake is vulnerable to command injection (CVE-2011-0411), and
+//     handshake is vulnerable to command injection (CVE-2011-0411): the
+//     first command under TLS is one no server knows (XTLSMAILPROBE), so a
+//     250 read before its error reply answers that NOOP; and
 //     bytes the server sent after its 220 reply and before the handshake
 //     are response injection, which tlsmail refuses (ErrResponseInjection);
 //   - the TCP connect time and one NOOP round trip;
