@@ -2,6 +2,7 @@ package smtptest
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -317,10 +318,27 @@ func (s *Session) cmdSTARTTLS(arg string) bool {
 	case o.STARTTLSReply != "":
 		err = s.Reply(o.STARTTLSReply)
 	default:
+		var kept []byte
+		if o.BufferedCommandsSurviveSTARTTLS {
+			// Peek cannot fail for what is already buffered.
+			b, _ := s.br.Peek(s.br.Buffered())
+			kept = append(kept, b...)
+		}
 		if err := s.WriteRaw([]byte("220 2.0.0 Ready to start TLS\r\n" + o.InjectAfterSTARTTLS)); err != nil {
 			return false
 		}
-		return s.StartTLS() == nil
+		if err := s.StartTLS(); err != nil {
+			return false
+		}
+		if len(kept) > 0 {
+			// The flaw: plaintext read before the handshake is read
+			// again as if it had come through TLS.
+			s.wmu.Lock()
+			tc := s.conn
+			s.wmu.Unlock()
+			s.br = bufio.NewReaderSize(io.MultiReader(bytes.NewReader(kept), tc), maxLine)
+		}
+		return true
 	}
 	return err == nil
 }

@@ -218,6 +218,18 @@ type Options struct {
 	// as the "220 2.0.0 Ready to start TLS" reply, before the handshake
 	// (response injection, RFC 3207 section 6).
 	InjectAfterSTARTTLS string
+	// BufferedCommandsSurviveSTARTTLS models the STARTTLS command
+	// injection flaw of old servers (CVE-2011-0411, RFC 3207 section 6):
+	// command bytes the client sent in plaintext after STARTTLS, in the
+	// same write and so already in the server's read buffer, are kept and
+	// processed as if they had arrived under TLS once the handshake is
+	// done, instead of being discarded. A probe that writes
+	// "STARTTLS\r\nNOOP\r\n" at once then gets a reply to NOOP after the
+	// handshake without having sent it over TLS. The bytes are recorded in
+	// the transcript with the "tls: " prefix, as the server believes them
+	// to be, and the write also counts as a pipelining violation (see
+	// AllowPipeliningViolations).
+	BufferedCommandsSurviveSTARTTLS bool
 	// PlaintextOnImplicit makes the implicit-TLS listener behave exactly
 	// like the STARTTLS listener, modelling implicit TLS pointed at a
 	// submission port that expects STARTTLS.

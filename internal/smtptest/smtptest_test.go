@@ -708,6 +708,35 @@ func TestFaultOptions(t *testing.T) {
 		checkTranscript(t, srv, "plain: EHLO c", "plain: STARTTLS", "tls: EHLO c")
 	})
 
+	t.Run("BufferedCommandsSurviveSTARTTLS", func(t *testing.T) {
+		srv := NewServer(t, &Options{BufferedCommandsSurviveSTARTTLS: true, AllowPipeliningViolations: true})
+		c := dialPlain(t, srv.StartTLSAddr)
+		c.expect("220 mx.test ESMTP tlsmail-test")
+		c.cmd("EHLO c", defaultEHLOPlain...)
+		c.sendRaw("STARTTLS\r\nNOOP\r\n") // one write
+		c.expect("220 2.0.0 Ready to start TLS")
+		c.startTLS(tlsConfigFor(srv, "mx.test"))
+		// The NOOP sent in plaintext is answered under TLS, unasked.
+		c.expect("250 2.0.0 Ok")
+		c.cmd("EHLO c", defaultEHLOTLS...)
+		checkTranscript(t, srv, "plain: EHLO c", "plain: STARTTLS", "tls: NOOP", "tls: EHLO c")
+		if got, want := srv.PipeliningViolations(), []string{"STARTTLS: 6 bytes sent before the reply"}; !reflect.DeepEqual(got, want) {
+			t.Errorf("violations = %q, want %q", got, want)
+		}
+	})
+
+	t.Run("BufferedCommandsDiscardedByDefault", func(t *testing.T) {
+		srv := NewServer(t, &Options{AllowPipeliningViolations: true})
+		c := dialPlain(t, srv.StartTLSAddr)
+		c.expect("220 mx.test ESMTP tlsmail-test")
+		c.cmd("EHLO c", defaultEHLOPlain...)
+		c.sendRaw("STARTTLS\r\nNOOP\r\n")
+		c.expect("220 2.0.0 Ready to start TLS")
+		c.startTLS(tlsConfigFor(srv, "mx.test"))
+		c.cmd("EHLO c", defaultEHLOTLS...)
+		checkTranscript(t, srv, "plain: EHLO c", "plain: STARTTLS", "tls: EHLO c")
+	})
+
 	t.Run("PlaintextOnImplicit", func(t *testing.T) {
 		srv := NewServer(t, &Options{PlaintextOnImplicit: true})
 		c := dialPlain(t, srv.ImplicitAddr)
