@@ -227,11 +227,19 @@ func (s *Server) decide(cmd Command) (reply string, drop, ok bool) {
 	return "", false, true
 }
 
-// send writes reply and, for a 421, closes the connection.
+// lingerTime bounds how long the server reads what a client sends after
+// a 421 reply before it closes the connection.
+const lingerTime = 2 * time.Second
+
+// send writes reply and, for a 421, closes the connection: after reading
+// what the client has already sent, since closing with unread bytes
+// makes the client's system reset the connection, which can discard the
+// 421 before the client reads it (a pipelining client has usually sent
+// more by then).
 func send(sess *smtptest.Session, reply string) {
 	sess.Reply(strings.Split(reply, "\r\n")...)
 	if strings.HasPrefix(reply, "421") {
-		sess.Close()
+		sess.Linger(lingerTime)
 	}
 }
 

@@ -85,6 +85,18 @@ func (s *Session) Close() {
 	s.raw.Close()
 }
 
+// Linger ends the session politely after a closing reply such as 421:
+// it reads and discards what the client sends until the client closes
+// the connection or d has passed, and then closes it. Closing at once
+// with unread bytes would make the client's system reset the connection
+// and could discard the reply before the client reads it. Call it from a
+// hook.
+func (s *Session) Linger(d time.Duration) {
+	s.raw.SetReadDeadline(time.Now().Add(d))
+	io.Copy(io.Discard, s.br)
+	s.raw.Close()
+}
+
 // Stall blocks, reading and discarding everything the client sends, until
 // the client closes the connection, the connection breaks, or the server
 // is closed.
