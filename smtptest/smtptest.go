@@ -110,6 +110,12 @@ type Config struct {
 	// real server would tolerate either.
 	Extensions []string
 
+	// StripSTARTTLS leaves STARTTLS out of the EHLO reply on the
+	// STARTTLS listener and answers the STARTTLS command with "502 5.5.1
+	// STARTTLS not available", as a server without TLS does, or one whose
+	// offer an attacker on the path removed.
+	StripSTARTTLS bool
+
 	// Reply, if set, is called for every command line (not for the
 	// client's lines inside an AUTH exchange) and for the Greeting and
 	// EndOfData steps, after Faults. If it returns ok and a non-empty
@@ -251,6 +257,7 @@ func Start(cfg *Config) (*Server, error) {
 		Tokens:                    c.Tokens,
 		AuthMechanisms:            append([]string{}, mechs...),
 		Extensions:                append([]string{}, exts...),
+		StripSTARTTLS:             c.StripSTARTTLS,
 		AllowPipeliningViolations: true,
 		OnSession:                 s.onSession,
 		Handler:                   s.handler,
