@@ -12,7 +12,8 @@ import (
 // Steps of a session that are not commands, for Fault.At and
 // Command.Verb.
 const (
-	// Greeting is the server's first reply, "220 mx.test ESMTP", sent
+	// Greeting is the server's first reply, "220 mx.test ESMTP
+	// tlsmail-test" (with Config.Hostname), sent
 	// when a client connects (after the TLS handshake on the implicit-TLS
 	// listener). A scripted reply replaces it and the server then closes
 	// the connection; 421 and 554 are the usual ones (RFC 5321 section

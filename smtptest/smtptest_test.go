@@ -525,3 +525,46 @@ func TestLineString(t *testing.T) {
 		t.Errorf("got %q", got)
 	}
 }
+
+func TestMultiLineReplyAndStripSTARTTLS(t *testing.T) {
+	t.Parallel()
+	srv := NewServer(t, &Config{
+		Reply: func(cmd Command) (string, bool) {
+			return "550-5.7.1 first line\r\n550 5.7.1 second line", cmd.Verb == "MAIL"
+		},
+		StripSTARTTLS: true,
+	})
+	var e *tlsmail.Error
+	if err := sendVia(t, srv, tlsmail.ImplicitTLS, nil, "b@example.net"); !errors.As(err, &e) || e.Code != 550 ||
+		!strings.Contains(e.Message, "first line") || !strings.Contains(e.Message, "second line") {
+		t.Errorf("multi-line reply: %v", err)
+	}
+	if err := sendVia(t, srv, tlsmail.STARTTLS, nil, "b@example.net"); !errors.Is(err, tlsmail.ErrSTARTTLSUnsupported) {
+		t.Errorf("StripSTARTTLS: %v", err)
+	}
+}
+
+func TestParallelServersAreIndependent(t *testing.T) {
+	t.Parallel()
+	var wg sync.WaitGroup
+	for i := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			srv, err := Start(&Config{Users: map[string]string{fmt.Sprint("u", i): "p"}})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer srv.Close()
+			if err := sendVia(t, srv, tlsmail.ImplicitTLS, tlsmail.PlainAuth("", fmt.Sprint("u", i), "p", "127.0.0.1"), "b@example.net"); err != nil {
+				t.Error(err)
+				return
+			}
+			if m := srv.Messages(); len(m) != 1 || m[0].AuthUser != fmt.Sprint("u", i) || m[0].QueueID != "1" {
+				t.Errorf("server %d: %+v", i, m)
+			}
+		}()
+	}
+	wg.Wait()
+}
