@@ -118,21 +118,21 @@ func (f *Fault) check() error {
 	}
 	switch {
 	case !known:
-		return fmt.Errorf("At is %q; want a command verb (%s) or Greeting or EndOfData", f.At, strings.Join(steps[:len(steps)-2], ", "))
+		return fmt.Errorf("field At is %q; want a command verb (%s) or Greeting or EndOfData", f.At, strings.Join(steps[:len(steps)-2], ", "))
 	case f.Addr != "" && !strings.EqualFold(f.At, "MAIL") && !strings.EqualFold(f.At, "RCPT"):
-		return fmt.Errorf("Addr is set but At is %q; only MAIL and RCPT have an address", f.At)
+		return fmt.Errorf("field Addr is set but At is %q; only MAIL and RCPT have an address", f.At)
 	case f.Drop && f.Reply != "":
 		return errors.New("both Drop and Reply are set; a dropped connection sends no reply")
 	case f.Times < 0:
-		return fmt.Errorf("Times is %d; want 0 (every time) or more", f.Times)
+		return fmt.Errorf("field Times is %d; want 0 (every time) or more", f.Times)
 	case f.Delay < 0:
-		return fmt.Errorf("Delay is %v; want 0 or more", f.Delay)
+		return fmt.Errorf("field Delay is %v; want 0 or more", f.Delay)
 	case !f.Drop && f.Reply == "" && f.Delay == 0:
 		return errors.New("it sets none of Delay, Drop and Reply, so it would do nothing")
 	}
 	if f.Reply != "" {
 		if err := checkReply(f.Reply); err != nil {
-			return fmt.Errorf("Reply: %w", err)
+			return fmt.Errorf("field Reply: %w", err)
 		}
 	}
 	return nil

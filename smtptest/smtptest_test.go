@@ -33,14 +33,14 @@ func TestStartRefusesBadConfig(t *testing.T) {
 	}{
 		{"unknown mechanism", Config{AuthMechanisms: []string{"PLAIN", "NTLM"}}, `Config.AuthMechanisms: the server does not implement "NTLM"`},
 		{"bad RcptReplies", Config{RcptReplies: map[string]string{"a@b": "nope"}}, `Config.RcptReplies["a@b"]: "nope" is not an SMTP reply`},
-		{"unknown step", Config{Faults: []Fault{{At: "RCTP", Drop: true}}}, `Config.Faults[0]: At is "RCTP"; want a command verb`},
-		{"empty step", Config{Faults: []Fault{{Drop: true}}}, `Config.Faults[0]: At is ""`},
+		{"unknown step", Config{Faults: []Fault{{At: "RCTP", Drop: true}}}, `Config.Faults[0]: field At is "RCTP"; want a command verb`},
+		{"empty step", Config{Faults: []Fault{{Drop: true}}}, `Config.Faults[0]: field At is ""`},
 		{"addr at DATA", Config{Faults: []Fault{{At: "DATA", Addr: "a@b", Drop: true}}}, `Addr is set but At is "DATA"`},
 		{"drop and reply", Config{Faults: []Fault{{At: "MAIL", Drop: true, Reply: "451 x"}}}, "both Drop and Reply"},
 		{"does nothing", Config{Faults: []Fault{{At: "MAIL"}}}, "would do nothing"},
 		{"negative times", Config{Faults: []Fault{{At: "MAIL", Drop: true, Times: -1}}}, "Times is -1"},
 		{"negative delay", Config{Faults: []Fault{{At: "MAIL", Delay: -time.Second}}}, "Delay is -1s"},
-		{"bad reply", Config{Faults: []Fault{{At: "MAIL", Reply: "Try again"}}}, `Config.Faults[0]: Reply: "Try again" is not an SMTP reply`},
+		{"bad reply", Config{Faults: []Fault{{At: "MAIL", Reply: "Try again"}}}, `Config.Faults[0]: field Reply: "Try again" is not an SMTP reply`},
 		{"second fault", Config{Faults: []Fault{{At: "MAIL", Drop: true}, {At: "RCPT", Reply: "099 x"}}}, "Config.Faults[1]"},
 	}
 	for _, tt := range tests {
@@ -502,7 +502,7 @@ func TestAddrAndDialer(t *testing.T) {
 	if d.FallbackAddr != srv.Addr(tlsmail.STARTTLS) || d.TLSConfig == nil || d.TLSConfig.RootCAs == nil {
 		t.Errorf("Dialer %+v", d)
 	}
-	if srv.TLSConfig() == srv.TLSConfig() {
+	if a, b := srv.TLSConfig(), srv.TLSConfig(); a == b {
 		t.Error("TLSConfig is shared")
 	}
 	if !strings.HasPrefix(string(srv.CACertPEM()), "-----BEGIN CERTIFICATE-----") {
