@@ -104,10 +104,9 @@ type Config struct {
 	// larger message with 552 (declared or actual); SIZE=, BODY=,
 	// SMTPUTF8, the DSN parameters (RET, ENVID, NOTIFY, ORCPT) and
 	// REQUIRETLS are accepted on MAIL and RCPT only when their extension
-	// is listed ("555 5.5.4 Unsupported option" otherwise); BDAT only with
-	// "CHUNKING"; and with "PIPELINING" missing, a client that sends a
-	// command before the previous reply is not refused but is not what a
-	// real server would tolerate either.
+	// is listed ("555 5.5.4 Unsupported option" otherwise); and BDAT only
+	// with "CHUNKING". Without "PIPELINING" tlsmail waits for each reply
+	// before the next command, so listing it or not tests both paths.
 	Extensions []string
 
 	// StripSTARTTLS leaves STARTTLS out of the EHLO reply on the
@@ -221,8 +220,9 @@ type Server struct {
 	lastLine map[int]string // each session's last command line
 }
 
-// Start starts a server. cfg may be nil. The caller must call Close; in a
-// test, NewServer does.
+// Start starts a server, or says what is wrong with cfg. cfg may be nil;
+// Start copies it, so later changes have no effect. The caller must call
+// Close; in a test, NewServer does.
 func Start(cfg *Config) (*Server, error) {
 	var c Config
 	if cfg != nil {
