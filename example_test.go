@@ -6,16 +6,16 @@ import (
 	"fmt"
 	"log"
 	"strings"
-	"time"
 
 	"github.com/tlsmail/tlsmail"
-	"github.com/tlsmail/tlsmail/internal/smtptest"
+	"github.com/tlsmail/tlsmail/smtptest"
 )
 
-// startServer starts the embedded test server. Real code dials a real
-// provider instead, e.g. "smtp.gmail.com:465".
-func startServer(opts *smtptest.Options) *smtptest.Server {
-	srv, err := smtptest.Start(opts)
+// startServer starts an in-process test server (package smtptest). Real
+// code dials a real provider instead, e.g. "smtp.gmail.com:465"; in a
+// test, smtptest.NewServer(t, cfg) also closes it when the test ends.
+func startServer(cfg *smtptest.Config) *smtptest.Server {
+	srv, err := smtptest.Start(cfg)
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -28,13 +28,15 @@ func ExampleSendMail() {
 
 	// The same call as with net/smtp, but over implicit TLS (port 465 on
 	// a real server), with the certificate verified against the system
-	// roots (the test server's CA is one of them in this test binary).
+	// roots. (This test binary makes the test server's CA one of them,
+	// through SSL_CERT_FILE and srv.CACertPEM(); in your own tests,
+	// srv.Dialer(tlsmail.ImplicitTLS).SendMail trusts it directly.)
 	auth := tlsmail.PlainAuth("", "user", "pass", "127.0.0.1")
 	msg := []byte("To: recipient@example.net\r\n" +
 		"Subject: discount Gophers!\r\n" +
 		"\r\n" +
 		"This is the email body.\r\n")
-	err := tlsmail.SendMail(srv.ImplicitAddr, auth, "sender@example.org", []string{"recipient@example.net"}, msg)
+	err := tlsmail.SendMail(srv.Addr(tlsmail.ImplicitTLS), auth, "sender@example.org", []string{"recipient@example.net"}, msg)
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -59,9 +61,9 @@ func ExampleDialer_starttls() {
 	// Port 587: connect in plaintext, then STARTTLS, which is required.
 	d := &tlsmail.Dialer{
 		Mode:      tlsmail.STARTTLS,
-		TLSConfig: srv.ClientTLSConfig(), // nil for a public server
+		TLSConfig: srv.TLSConfig(), // nil for a public server
 	}
-	c, err := d.Dial(srv.StartTLSAddr)
+	c, err := d.Dial(srv.Addr(tlsmail.STARTTLS))
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -102,11 +104,11 @@ func ExampleDialer_fallback() {
 	// plaintext SMTP, use STARTTLS on the fallback address.
 	d := &tlsmail.Dialer{
 		Mode:         tlsmail.ImplicitTLSOrSTARTTLS,
-		TLSConfig:    srv.ClientTLSConfig(),
-		FallbackAddr: srv.StartTLSAddr, // default: the same host, port 587
+		TLSConfig:    srv.TLSConfig(),
+		FallbackAddr: srv.Addr(tlsmail.STARTTLS), // default: the same host, port 587
 	}
 	// The "implicit" address here is really the STARTTLS port.
-	c, err := d.Dial(srv.StartTLSAddr)
+	c, err := d.Dial(srv.Addr(tlsmail.STARTTLS))
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -118,20 +120,16 @@ func ExampleDialer_fallback() {
 }
 
 func ExampleError() {
-	srv := startServer(&smtptest.Options{Handler: func(s *smtptest.Session, line string) bool {
-		if strings.HasPrefix(line, "RCPT") {
-			s.Reply("550 5.1.1 <nobody@example.net>: Recipient address rejected: User unknown")
-			return true
-		}
-		return false
+	srv := startServer(&smtptest.Config{RcptReplies: map[string]string{
+		"nobody@example.net": "550 5.1.1 <nobody@example.net>: Recipient address rejected: User unknown",
 	}})
 	defer srv.Close()
 
 	// A Dialer's methods (and SendMailContext, DialContext) return replies
 	// as *Error; the net/smtp names SendMail, Dial and NewClient return
 	// the *textproto.Error net/smtp would.
-	var d tlsmail.Dialer
-	err := d.SendMail(srv.ImplicitAddr, nil, "sender@example.org", []string{"nobody@example.net"}, []byte("Subject: hi\r\n\r\nhi\r\n"))
+	d := srv.Dialer(tlsmail.ImplicitTLS) // for a real server: var d tlsmail.Dialer
+	err := d.SendMail(srv.Addr(tlsmail.ImplicitTLS), nil, "sender@example.org", []string{"nobody@example.net"}, []byte("Subject: hi\r\n\r\nhi\r\n"))
 	var e *tlsmail.Error
 	if errors.As(err, &e) {
 		fmt.Println(e.Code, e.EnhancedCode, e.Temporary())
@@ -145,13 +143,13 @@ func ExampleError() {
 func ExampleDialer_refusesPlaintext() {
 	// A server that does not offer STARTTLS (or whose offer an attacker
 	// removed): tlsmail stops after EHLO.
-	srv := startServer(&smtptest.Options{StripSTARTTLS: true})
+	srv := startServer(&smtptest.Config{StripSTARTTLS: true})
 	defer srv.Close()
 
-	d := &tlsmail.Dialer{Mode: tlsmail.STARTTLS}
-	_, err := d.Dial(srv.StartTLSAddr)
+	d := srv.Dialer(tlsmail.STARTTLS)
+	_, err := d.Dial(srv.Addr(tlsmail.STARTTLS))
 	fmt.Println(errors.Is(err, tlsmail.ErrSTARTTLSUnsupported))
-	srv.WaitIdle(time.Second)
+	srv.WaitIdle(context.Background()) // until the server has seen the connection end
 	fmt.Println(srv.Transcript())
 	// Output:
 	// true
@@ -163,7 +161,7 @@ func ExampleOAuth2Auth() {
 	// OAUTHBEARER). The TokenSource is called for every connection, so
 	// a long-running program always sends a fresh token; with
 	// golang.org/x/oauth2, wrap ts.Token() as shown on TokenSource.
-	srv := startServer(&smtptest.Options{
+	srv := startServer(&smtptest.Config{
 		AuthMechanisms: []string{"XOAUTH2", "OAUTHBEARER"},
 		Tokens:         map[string]string{"ya29.a0-example": "me@example.org"},
 	})
@@ -171,7 +169,8 @@ func ExampleOAuth2Auth() {
 
 	token := tlsmail.StaticToken("ya29.a0-example")
 	auth := tlsmail.OAuth2Auth("me@example.org", token, "127.0.0.1") // "smtp.gmail.com" for real
-	c, err := tlsmail.Dial(srv.ImplicitAddr)
+	d := srv.Dialer(tlsmail.ImplicitTLS)                             // for real: var d tlsmail.Dialer
+	c, err := d.Dial(srv.Addr(tlsmail.ImplicitTLS))
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -183,7 +182,7 @@ func ExampleOAuth2Auth() {
 
 	// A refused token is an *OAuthError with the server's status and
 	// scope, never the token.
-	c2, _ := tlsmail.Dial(srv.ImplicitAddr)
+	c2, _ := d.Dial(srv.Addr(tlsmail.ImplicitTLS))
 	defer c2.Close()
 	err = c2.Auth(tlsmail.XOAuth2Auth("me@example.org", tlsmail.StaticToken("expired"), "127.0.0.1"))
 	var oe *tlsmail.OAuthError
@@ -199,13 +198,14 @@ func ExamplePasswordAuth() {
 	// An app password (Google Workspace, iCloud, Fastmail) or an
 	// ordinary one: PasswordAuth picks the strongest mechanism the
 	// server offers after TLS, here SCRAM with channel binding.
-	srv := startServer(&smtptest.Options{
+	srv := startServer(&smtptest.Config{
 		AuthMechanisms: []string{"PLAIN", "LOGIN", "SCRAM-SHA-256", "SCRAM-SHA-256-PLUS"},
 		Users:          map[string]string{"me@example.org": "abcd efgh ijkl mnop"},
 	})
 	defer srv.Close()
 
-	c, err := tlsmail.Dial(srv.ImplicitAddr)
+	d := srv.Dialer(tlsmail.ImplicitTLS) // for a real server: var d tlsmail.Dialer
+	c, err := d.Dial(srv.Addr(tlsmail.ImplicitTLS))
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -219,19 +219,16 @@ func ExamplePasswordAuth() {
 }
 
 func ExampleClient_Send() {
-	srv := startServer(&smtptest.Options{
+	srv := startServer(&smtptest.Config{
 		Extensions: []string{"SIZE 10485760", "8BITMIME", "DSN", "ENHANCEDSTATUSCODES"},
-		RcptReply: func(addr string) string {
-			if addr == "nobody@example.net" {
-				return "550 5.1.1 <nobody@example.net>: Recipient address rejected: User unknown"
-			}
-			return ""
+		RcptReplies: map[string]string{
+			"nobody@example.net": "550 5.1.1 <nobody@example.net>: Recipient address rejected: User unknown",
 		},
 	})
 	defer srv.Close()
 
-	var d tlsmail.Dialer
-	res, err := d.Send(context.Background(), srv.ImplicitAddr, nil, &tlsmail.Message{
+	d := srv.Dialer(tlsmail.ImplicitTLS) // for a real server: var d tlsmail.Dialer
+	res, err := d.Send(context.Background(), srv.Addr(tlsmail.ImplicitTLS), nil, &tlsmail.Message{
 		From:            "sender@example.org",
 		To:              []string{"friend@example.net", "nobody@example.net"},
 		Body:            strings.NewReader("Subject: hi\r\n\r\nHello.\r\n"),
@@ -256,15 +253,12 @@ func ExampleClient_Send() {
 }
 
 func ExampleDialer_SendBatch() {
-	srv := startServer(&smtptest.Options{
+	srv := startServer(&smtptest.Config{
 		// As Postfix, Gmail and Microsoft 365 offer: the messages stream
 		// without waiting for each other.
 		Extensions: []string{"PIPELINING", "CHUNKING", "8BITMIME", "ENHANCEDSTATUSCODES"},
-		RcptReply: func(addr string) string {
-			if addr == "gone@example.net" {
-				return "550 5.1.1 <gone@example.net>: Recipient address rejected: User unknown"
-			}
-			return ""
+		RcptReplies: map[string]string{
+			"gone@example.net": "550 5.1.1 <gone@example.net>: Recipient address rejected: User unknown",
 		},
 	})
 	defer srv.Close()
@@ -277,8 +271,8 @@ func ExampleDialer_SendBatch() {
 			Body: strings.NewReader("Subject: news\r\n\r\nHello " + to + ".\r\n"),
 		})
 	}
-	var d tlsmail.Dialer
-	results, err := d.SendBatch(context.Background(), srv.ImplicitAddr, nil, msgs)
+	d := srv.Dialer(tlsmail.ImplicitTLS) // for a real server: var d tlsmail.Dialer
+	results, err := d.SendBatch(context.Background(), srv.Addr(tlsmail.ImplicitTLS), nil, msgs)
 	if err != nil {
 		fmt.Println("first failure:", err)
 	}

@@ -10,6 +10,7 @@
 package main
 
 import (
+	"context"
 	"crypto/tls"
 	"fmt"
 	"log"
@@ -18,12 +19,12 @@ import (
 	"time"
 
 	"github.com/tlsmail/tlsmail"
-	"github.com/tlsmail/tlsmail/internal/smtptest"
+	"github.com/tlsmail/tlsmail/smtptest"
 )
 
 func main() {
 	log.SetFlags(0)
-	srv, err := smtptest.Start(&smtptest.Options{Users: map[string]string{"quickstart@example.org": "correct horse battery staple"}})
+	srv, err := smtptest.Start(&smtptest.Config{Users: map[string]string{"quickstart@example.org": "correct horse battery staple"}})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -45,30 +46,37 @@ func main() {
 	host := "127.0.0.1"
 
 	// 1. Implicit TLS, with net/smtp's SendMail signature.
-	fmt.Printf("== SendMail, implicit TLS (RFC 8314), %s\n", srv.ImplicitAddr)
+	implicitAddr := srv.Addr(tlsmail.ImplicitTLS)
+	fmt.Printf("== SendMail, implicit TLS (RFC 8314), %s\n", implicitAddr)
 	to := []string{"alice@example.net"}
 	msg := message(to, "Implicit TLS", "Sent with tlsmail.SendMail: TLS from the first byte.")
-	if err := tlsmail.SendMail(srv.ImplicitAddr, tlsmail.PlainAuth("", user, password, host), user, to, msg); err != nil {
+	if err := tlsmail.SendMail(implicitAddr, tlsmail.PlainAuth("", user, password, host), user, to, msg); err != nil {
 		log.Fatal(err)
 	}
 	report(srv, 0)
 
 	// 2. STARTTLS, required: any failure to upgrade is an error, and only
 	// EHLO and STARTTLS are ever sent in plaintext.
-	fmt.Printf("\n== Dialer{Mode: STARTTLS} (RFC 3207), %s\n", srv.StartTLSAddr)
+	startTLSAddr := srv.Addr(tlsmail.STARTTLS)
+	fmt.Printf("\n== Dialer{Mode: STARTTLS} (RFC 3207), %s\n", startTLSAddr)
 	d := &tlsmail.Dialer{Mode: tlsmail.STARTTLS, Timeout: 5 * time.Second}
 	to = []string{"bob@example.net", "carol@example.net"}
 	msg = message(to, "STARTTLS", "Sent through a tlsmail.Dialer in STARTTLS mode.")
-	if err := d.SendMail(srv.StartTLSAddr, tlsmail.LoginAuth(user, password, host), user, to, msg); err != nil {
+	if err := d.SendMail(startTLSAddr, tlsmail.LoginAuth(user, password, host), user, to, msg); err != nil {
 		log.Fatal(err)
 	}
 	report(srv, 1)
 
 	fmt.Println("\n== Commands the server received (credentials hidden)")
-	srv.WaitIdle(5 * time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	srv.WaitIdle(ctx) // until the last QUIT has arrived
 	inAuth := false
 	for _, line := range srv.Transcript() {
-		state, cmd, _ := strings.Cut(line, ": ")
+		state, cmd := "plain", line.Text
+		if line.TLS {
+			state = "tls"
+		}
 		verb, _, _ := strings.Cut(cmd, " ")
 		switch {
 		case verb == "AUTH":
@@ -87,7 +95,7 @@ func main() {
 }
 
 var smtpVerbs = map[string]bool{"EHLO": true, "HELO": true, "STARTTLS": true, "MAIL": true, "RCPT": true,
-	"DATA": true, "RSET": true, "NOOP": true, "QUIT": true, "VRFY": true}
+	"DATA": true, "BDAT": true, "RSET": true, "NOOP": true, "QUIT": true, "VRFY": true}
 
 func message(to []string, subject, body string) []byte {
 	return []byte("From: quickstart@example.org\r\n" +

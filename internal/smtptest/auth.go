@@ -84,7 +84,7 @@ func (s *Session) readAuthLine() (line string, ok bool, err error) {
 	if err != nil {
 		return "", false, err
 	}
-	s.srv.record(s.TLS(), line)
+	s.srv.record(s, line)
 	if tooLong {
 		return "", false, s.Reply("500 5.5.2 Line too long")
 	}
@@ -141,6 +141,8 @@ func (s *Session) authSucceeded(user, mech string) error {
 }
 
 func (s *Session) cmdAUTH(arg string) error {
+	s.inAuth = true
+	defer func() { s.inAuth = false }()
 	mech, initial, hasInitial := strings.Cut(arg, " ")
 	initial = strings.TrimSpace(initial)
 	hasInitial = hasInitial && initial != ""

@@ -24,6 +24,7 @@ const maxLine = 4096
 // hook.
 type Session struct {
 	srv   *Server
+	id    int      // the connection's number, from 1, in accept order
 	raw   net.Conn // the accepted TCP connection
 	isTLS atomic.Bool
 
@@ -34,6 +35,7 @@ type Session struct {
 
 	// SMTP state, only used on the session goroutine.
 	greeted    bool
+	inAuth     bool // inside cmdAUTH
 	authUser   string
 	authMech   string
 	inTx       bool
@@ -48,6 +50,15 @@ type Session struct {
 	chunkTotal int64  // the sum of chunks
 	chunkOver  bool   // chunkTotal exceeds the data limit; chunkData dropped
 }
+
+// ID returns the number of the session's connection: 1 for the first
+// connection the server accepted, 2 for the next, and so on.
+func (s *Session) ID() int { return s.id }
+
+// InAuth reports whether the session is inside an AUTH exchange, that is
+// whether a line given to Handler is a client's SASL response rather than
+// a command. Call it from a hook.
+func (s *Session) InAuth() bool { return s.inAuth }
 
 // Reply writes each line followed by "\r\n", all in a single write. The
 // connection is unbuffered, so nothing further is needed to flush it.
@@ -72,6 +83,18 @@ func (s *Session) WriteRaw(b []byte) error {
 // simulating a dropped connection. The session ends when control returns
 // to the server.
 func (s *Session) Close() {
+	s.raw.Close()
+}
+
+// Linger ends the session politely after a closing reply such as 421:
+// it reads and discards what the client sends until the client closes
+// the connection or d has passed, and then closes it. Closing at once
+// with unread bytes would make the client's system reset the connection
+// and could discard the reply before the client reads it. Call it from a
+// hook.
+func (s *Session) Linger(d time.Duration) {
+	s.raw.SetReadDeadline(time.Now().Add(d))
+	io.Copy(io.Discard, s.br)
 	s.raw.Close()
 }
 
@@ -126,12 +149,12 @@ func (s *Session) resetTx() {
 	s.chunkOver = false
 }
 
-func (srv *Server) serveConn(raw net.Conn, implicitTLS bool) {
+func (srv *Server) serveConn(raw net.Conn, implicitTLS bool, id int) {
 	defer srv.connDone(raw)
 	if h := srv.opts.OnAccept; h != nil && h(raw) {
 		return
 	}
-	s := &Session{srv: srv, raw: raw, conn: raw}
+	s := &Session{srv: srv, id: id, raw: raw, conn: raw}
 	if implicitTLS {
 		tc := tls.Server(raw, srv.tlsConfig)
 		if err := tc.Handshake(); err != nil {
@@ -142,6 +165,9 @@ func (srv *Server) serveConn(raw net.Conn, implicitTLS bool) {
 	}
 	s.br = bufio.NewReaderSize(s.conn, maxLine)
 	defer s.finish()
+	if h := srv.opts.OnSession; h != nil && h(s) {
+		return
+	}
 	s.serve()
 }
 
@@ -206,7 +232,7 @@ func (s *Session) serve() {
 		if err != nil {
 			return
 		}
-		srv.record(s.TLS(), line)
+		srv.record(s, line)
 		if tooLong {
 			if s.Reply("500 5.5.2 Line too long") != nil {
 				return
@@ -422,7 +448,11 @@ func (s *Session) cmdRCPT(arg string) error {
 	if s.srv.opts.Strict8Bit && !s.smtputf8 && !isASCII(addr) {
 		return s.Reply(nonASCIIReply)
 	}
-	if h := s.srv.opts.RcptReply; h != nil {
+	rcptReply := s.srv.opts.RcptReply
+	if rcptReply == nil && s.srv.opts.SessionRcptReply != nil {
+		rcptReply = func(addr string) string { return s.srv.opts.SessionRcptReply(s, addr, params) }
+	}
+	if h := rcptReply; h != nil {
 		if reply := h(addr); reply != "" {
 			// A positive reply accepts the recipient, whatever its
 			// wording (251 and 252 included): a client that saw 2xx
@@ -486,10 +516,12 @@ func (s *Session) newMessage() *Message {
 		TLS:           s.TLS(),
 		AuthUser:      s.authUser,
 		AuthMechanism: s.authMech,
+		Session:       s.id,
 	}
 	if tc, ok := s.conn.(*tls.Conn); ok {
 		st := tc.ConnectionState()
 		msg.TLSVersion, msg.CipherSuite = st.Version, st.CipherSuite
+		msg.TLSServerName = st.ServerName
 	}
 	return msg
 }
@@ -583,7 +615,13 @@ func (s *Session) cmdBDAT(arg string) bool {
 	if !s.pipelining() {
 		s.checkEarly("BDAT", "", true)
 	}
-	if h := s.srv.opts.ChunkReply; h != nil {
+	chunkReply := s.srv.opts.ChunkReply
+	if chunkReply == nil && s.srv.opts.SessionChunkReply != nil {
+		chunkReply = func(index int, size int64, last bool) string {
+			return s.srv.opts.SessionChunkReply(s, index, size, last)
+		}
+	}
+	if h := chunkReply; h != nil {
 		if r := h(len(s.chunks)-1, size, last); r != "" {
 			s.resetTx()
 			return s.Reply(strings.Split(r, "\r\n")...) == nil

@@ -22,6 +22,7 @@
 package smtptest
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
@@ -207,6 +208,16 @@ type Options struct {
 	// transaction fails: it is reset, so chunks already in the pipeline
 	// get 503 (RFC 3030 section 2), and the message is not recorded.
 	ChunkReply func(index int, size int64, last bool) string
+	// SessionRcptReply is RcptReply with the session and the RCPT
+	// parameters; it is consulted only when RcptReply is nil.
+	SessionRcptReply func(s *Session, addr, params string) string
+	// SessionChunkReply is ChunkReply with the session; it is consulted
+	// only when ChunkReply is nil.
+	SessionChunkReply func(s *Session, index int, size int64, last bool) string
+	// OnSession, if set, is called once per session before the greeting
+	// (after the handshake on the implicit-TLS listener). If it returns
+	// true the session ends at once: the hook has replied or closed it.
+	OnSession func(s *Session) bool
 
 	// StripSTARTTLS never advertises STARTTLS and answers the STARTTLS
 	// command with "502 5.5.1 STARTTLS not available".
@@ -311,6 +322,12 @@ type Message struct {
 	// AuthMechanism is the SASL mechanism of that authentication, in
 	// upper case (for example "SCRAM-SHA-256-PLUS"), or "" if none.
 	AuthMechanism string
+	// TLSServerName is the server name the client asked for in the TLS
+	// handshake (SNI), "" if none or when TLS is false.
+	TLSServerName string
+	// Session is the number of the connection the message arrived on
+	// (see Session.ID).
+	Session int
 	// QueueID is the identifier the server gave the message in its final
 	// reply, "250 2.0.0 Ok: queued as <QueueID>". The server numbers
 	// messages 1, 2, ... in the order it records them, restarting at
@@ -365,7 +382,10 @@ type Server struct {
 	idle       chan struct{} // closed when active drops to 0
 	accepted   int
 	transcript []string
+	lines      []Line
 	messages   []Message
+	taken      int           // messages already returned by WaitMessage
+	msgAdded   chan struct{} // closed and replaced when a message is recorded or the server closes
 	queueID    int
 	violations []string
 }
@@ -384,6 +404,7 @@ func Start(opts *Options) (*Server, error) {
 		exts:      o.Extensions,
 		dataLimit: o.dataLimit,
 		conns:     make(map[net.Conn]struct{}),
+		msgAdded:  make(chan struct{}),
 	}
 	if s.hostname == "" {
 		s.hostname = "mx.test"
@@ -509,13 +530,14 @@ func (s *Server) acceptLoop(ln net.Listener, implicitTLS bool) {
 		}
 		s.conns[c] = struct{}{}
 		s.accepted++
+		id := s.accepted
 		if s.active == 0 {
 			s.idle = make(chan struct{})
 		}
 		s.active++
 		s.wg.Add(1)
 		s.mu.Unlock()
-		go s.serveConn(c, implicitTLS)
+		go s.serveConn(c, implicitTLS, id)
 	}
 }
 
@@ -538,6 +560,8 @@ func (s *Server) Close() {
 	s.closeOnce.Do(func() {
 		s.mu.Lock()
 		s.closed = true
+		close(s.msgAdded)
+		s.msgAdded = make(chan struct{})
 		conns := make([]net.Conn, 0, len(s.conns))
 		for c := range s.conns {
 			conns = append(conns, c)
@@ -601,7 +625,9 @@ func (s *Server) Reset() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.transcript = nil
+	s.lines = nil
 	s.messages = nil
+	s.taken = 0
 	s.queueID = 0
 	s.violations = nil
 }
@@ -671,13 +697,56 @@ func (s *Server) Connections() int {
 	return s.accepted
 }
 
-func (s *Server) record(isTLS bool, line string) {
+// Line is one line received from a client, as recorded in the
+// transcript.
+type Line struct {
+	Session int    // the Session.ID of the connection
+	TLS     bool   // whether the session was under TLS
+	Text    string // the line without its line ending
+}
+
+// Lines returns a copy of the transcript with each line's session; it
+// holds the same lines as Transcript, in the same order.
+func (s *Server) Lines() []Line {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Line(nil), s.lines...)
+}
+
+// WaitMessage returns the first accepted message that WaitMessage has not
+// returned yet, waiting for it if needed, until ctx is done or the server
+// is closed. Reset starts again with the next message recorded.
+func (s *Server) WaitMessage(ctx context.Context) (Message, error) {
+	for {
+		s.mu.Lock()
+		if s.taken < len(s.messages) {
+			m := s.messages[s.taken].clone()
+			s.taken++
+			s.mu.Unlock()
+			return m, nil
+		}
+		closed, ch := s.closed, s.msgAdded
+		s.mu.Unlock()
+		if closed {
+			return Message{}, errors.New("smtptest: server closed while waiting for a message")
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return Message{}, fmt.Errorf("smtptest: no message arrived: %w", context.Cause(ctx))
+		}
+	}
+}
+
+func (s *Server) record(sess *Session, line string) {
+	isTLS := sess.TLS()
 	prefix := "plain: "
 	if isTLS {
 		prefix = "tls: "
 	}
 	s.mu.Lock()
 	s.transcript = append(s.transcript, prefix+line)
+	s.lines = append(s.lines, Line{Session: sess.id, TLS: isTLS, Text: line})
 	s.mu.Unlock()
 }
 
@@ -688,5 +757,7 @@ func (s *Server) addMessage(m Message) string {
 	s.queueID++
 	m.QueueID = strconv.Itoa(s.queueID)
 	s.messages = append(s.messages, m)
+	close(s.msgAdded)
+	s.msgAdded = make(chan struct{})
 	return m.QueueID
 }

@@ -258,6 +258,7 @@ func TestImplicitTLSSendAuthPlain(t *testing.T) {
 		TLS:           true,
 		AuthUser:      "user",
 		AuthMechanism: "PLAIN",
+		Session:       1,
 		QueueID:       "1",
 	}}
 	got := srv.Messages()
