@@ -56,19 +56,54 @@ type contentScan struct {
 }
 
 func (sc *contentScan) feed(p []byte) {
-	// The header section goes byte by byte: it is short, and where it
-	// ends decides what utf8Head means.
-	for len(p) > 0 && !sc.bodyStart {
-		sc.feedByte(p[0])
-		p = p[1:]
+	if !sc.bodyStart {
+		end, found := sc.headerEnd(p)
+		if head := p[:end]; !isASCIIBytes(head) {
+			sc.eightBit, sc.utf8Head = true, true
+		}
+		sc.count(p[:end])
+		sc.bodyStart = found
+		p = p[end:]
 	}
-	if len(p) == 0 {
-		return
-	}
-	// The body is counted with vectorised searches: a message may be
-	// tens of megabytes.
 	if !sc.eightBit && !isASCIIBytes(p) {
 		sc.eightBit = true
+	}
+	sc.count(p)
+}
+
+// headerEnd returns how much of p belongs to the header section: up to
+// and including the LF that ends its empty line, if p has it (found).
+// It hops from line end to line end: a header is a few lines, and
+// content without a blank line costs one search per line.
+func (sc *contentScan) headerEnd(p []byte) (end int, found bool) {
+	at := func(j int) byte { // p[j], or the bytes before p for j < 0
+		switch {
+		case j >= 0:
+			return p[j]
+		case j == -1:
+			return sc.prev
+		default:
+			return sc.prv2
+		}
+	}
+	for k := 0; ; {
+		i := bytes.IndexByte(p[k:], '\n')
+		if i < 0 {
+			return len(p), false
+		}
+		j := k + i
+		if at(j-1) == '\n' || at(j-1) == '\r' && at(j-2) == '\n' {
+			return j + 1, true
+		}
+		k = j + 1
+	}
+}
+
+// count adds p's octets, and the octets CRLF normalisation adds, with
+// vectorised searches: a message may be tens of megabytes.
+func (sc *contentScan) count(p []byte) {
+	if len(p) == 0 {
+		return
 	}
 	lf := int64(bytes.Count(p, lfByte))
 	var cr, pairs int64
