@@ -273,3 +273,53 @@ func TestChunkRefused(t *testing.T) {
 		})
 	}
 }
+
+// TestClosing421IsNotUnknown: a 421 that refuses the only recipient
+// means the message was not delivered, though its BDAT LAST had gone out
+// with the envelope: the error is the 421, not ErrUnknownOutcome. In a
+// batch, the messages whose content went out after it may have been
+// taken by a server that does not close at once, and say so; none is
+// reported accepted.
+func TestClosing421IsNotUnknown(t *testing.T) {
+	opts := &smtptest.Options{Extensions: chunkingExts, Handler: func(s *smtptest.Session, line string) bool {
+		if line == "RCPT TO:<c@example.net>" {
+			s.Reply("421 4.3.2 Service shutting down")
+			s.Close()
+			return true
+		}
+		return false
+	}}
+	srv := smtptest.NewServer(t, opts)
+	c, w := pipeClient(t, srv)
+	_, err := c.Send(context.Background(), pipeMsg("c@example.net"))
+	var se *Error
+	if !errors.As(err, &se) || se.Code != 421 || errors.Is(err, ErrUnknownOutcome) {
+		t.Fatalf("Send: %v; want the 421, not an unknown outcome", err)
+	}
+	if g := w.groups(); len(g) < 2 || !strings.Contains(g[1], "BDAT") {
+		t.Fatalf("BDAT did not ride with the envelope: %q", g)
+	}
+
+	srv = smtptest.NewServer(t, opts)
+	c, _ = pipeClient(t, srv)
+	msgs, _ := batchMsgs(4, func(i int) []string {
+		if i == 2 {
+			return []string{"c@example.net"}
+		}
+		return []string{"b@example.net"}
+	})
+	res, _ := c.SendBatch(context.Background(), msgs)
+	for i, r := range res {
+		switch {
+		case i < 2 && r.Err != nil:
+			t.Errorf("message %d: %v", i, r.Err)
+		case i == 2 && (!errors.As(r.Err, &se) || se.Code != 421 || errors.Is(r.Err, ErrUnknownOutcome)):
+			t.Errorf("message 2: %v; want the 421", r.Err)
+		case i > 2 && r.Err == nil:
+			t.Errorf("message %d reported accepted after the 421", i)
+		}
+	}
+	if n := len(srv.Messages()); n != 2 {
+		t.Errorf("%d messages delivered, want 2", n)
+	}
+}

@@ -84,7 +84,21 @@ type txn struct {
 	err      error // set when the outcome is decided other than by replies
 	lost     bool  // the session failed while replies were pending
 
-	sentBytes int64 // content octets taken by the encoder (for the trace)
+	sentBytes  int64 // content octets taken by the encoder (for the trace)
+	refused421 bool  // a 421 answered a command that decides the message
+}
+
+// refusesMessage reports whether a 421 in answer to x means that x's
+// message cannot have been delivered: its MAIL, a chunk or its end, or
+// the last of its recipients when none was accepted.
+func refusesMessage(x expectation) bool {
+	switch x.kind {
+	case expMail, expChunk, expEnd:
+		return true
+	case expRcpt:
+		return x.tx.accepted == 0 && x.rcpt == len(x.tx.m.To)-1
+	}
+	return false
 }
 
 // mayCommit reports whether the replies so far allow sending the end of
@@ -454,7 +468,15 @@ func (e *engine) drain(n int) error {
 		e.fifo = e.fifo[1:]
 		e.settle(x, rep)
 		if c.err != nil {
-			if rep.Code != 421 {
+			if rep.Code == 421 && x.tx != nil && refusesMessage(x) {
+				// The 421 refused this message outright, whatever else
+				// the server does before closing: no transaction, no
+				// recipient, or a failed chunk (RFC 3030 section 2) or
+				// end. Later messages stay in doubt if their end was
+				// sent: a server should take nothing after a 421 (RFC
+				// 5321 section 3.8), but not all close at once.
+				x.tx.refused421 = true
+			} else if rep.Code != 421 {
 				// A reply the command cannot take: client and server
 				// disagree on which reply answers which command, so
 				// every reply since the last check is in doubt.
@@ -556,7 +578,7 @@ func (e *engine) outcome(t *txn) (*Result, error) {
 	switch {
 	case t.err != nil:
 		return t.res, t.err
-	case t.lost && t.ended:
+	case t.lost && t.ended && !t.refused421:
 		// The whole message was sent and its reply never came.
 		return t.res, &unknownOutcome{c.err}
 	case t.lost:
