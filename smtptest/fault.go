@@ -317,12 +317,19 @@ func (s *Server) rcptReply(sess *smtptest.Session, addr, params string) string {
 	line := s.lineOf(sess.ID())
 	_, arg, _ := strings.Cut(line, " ")
 	cmd := Command{Session: sess.ID(), TLS: sess.TLS(), Verb: "RCPT", Arg: strings.TrimSpace(arg), Addr: addr, Line: line}
+	return s.hookReply(sess, cmd)
+}
+
+// hookReply decides cmd for a hook of the internal server that answers
+// with the reply it returns ("" for the default).
+func (s *Server) hookReply(sess *smtptest.Session, cmd Command) string {
 	reply, drop, ok := s.decide(cmd)
 	switch {
 	case !ok || drop:
 		sess.Close()
 		// The server's attempt to send this fails on the closed
-		// connection, and a non-2xx reply keeps the recipient out.
+		// connection, and a non-2xx reply keeps the recipient or the
+		// chunk out.
 		return "421 4.4.2 connection dropped"
 	case strings.HasPrefix(reply, "421"):
 		send(sess, reply)
@@ -334,16 +341,8 @@ func (s *Server) chunkReply(sess *smtptest.Session, _ int, _ int64, _ bool) stri
 	line := s.lineOf(sess.ID())
 	_, arg, _ := strings.Cut(line, " ")
 	cmd := Command{Session: sess.ID(), TLS: sess.TLS(), Verb: "BDAT", Arg: strings.TrimSpace(arg), Line: line}
-	reply, drop, ok := s.decide(cmd)
-	switch {
-	case !ok || drop:
-		sess.Close()
-		return "421 4.4.2 connection dropped"
-	case strings.HasPrefix(reply, "421"):
-		send(sess, reply)
-	}
 	// With "" the LAST chunk goes on to the end of data (onData).
-	return reply
+	return s.hookReply(sess, cmd)
 }
 
 func (s *Server) onData(sess *smtptest.Session, _ *smtptest.Message) bool {
