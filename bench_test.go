@@ -73,6 +73,24 @@ func reportPair(b *testing.B, bytes int, ours, theirs time.Duration) {
 	b.ReportMetric(float64(ours)/float64(theirs), "time-vs-net/smtp")
 }
 
+// netSMTPSession dials addr over implicit TLS with net/smtp and
+// authenticates as the test server's user.
+func netSMTPSession(b *testing.B, addr string, cfg *tls.Config) *smtp.Client {
+	b.Helper()
+	conn, err := tls.Dial("tcp", addr, cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	sc, err := smtp.NewClient(conn, "127.0.0.1")
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := sc.Auth(smtp.PlainAuth("", "user", "pass", "127.0.0.1")); err != nil {
+		b.Fatal(err)
+	}
+	return sc
+}
+
 // netSMTPSend is the net/smtp way of doing what SendMail does over
 // implicit TLS: tls.Dial, then one command and one wait at a time. a may
 // be nil.
@@ -333,17 +351,7 @@ func BenchmarkReuse(b *testing.B) {
 					checkDelivered(b, srv, to, msg, perOp)
 
 					srv.Reset()
-					conn, err := tls.Dial("tcp", proxy.Addr, cfg)
-					if err != nil {
-						b.Fatal(err)
-					}
-					sc, err := smtp.NewClient(conn, "127.0.0.1")
-					if err != nil {
-						b.Fatal(err)
-					}
-					if err := sc.Auth(smtp.PlainAuth("", "user", "pass", "127.0.0.1")); err != nil {
-						b.Fatal(err)
-					}
+					sc := netSMTPSession(b, proxy.Addr, cfg)
 					start = time.Now()
 					for range perOp {
 						if err := netSMTPTx(sc, to, msg); err != nil {
@@ -415,17 +423,7 @@ func BenchmarkBatch(b *testing.B) {
 			oursN += ourN
 
 			srv.Reset()
-			conn, err := tls.Dial("tcp", proxy.Addr, cfg)
-			if err != nil {
-				b.Fatal(err)
-			}
-			sc, err := smtp.NewClient(conn, "127.0.0.1")
-			if err != nil {
-				b.Fatal(err)
-			}
-			if err := sc.Auth(smtp.PlainAuth("", "user", "pass", "127.0.0.1")); err != nil {
-				b.Fatal(err)
-			}
+			sc := netSMTPSession(b, proxy.Addr, cfg)
 			start = time.Now()
 			for range theirN {
 				if err := netSMTPTx(sc, to, msg); err != nil {
