@@ -213,23 +213,29 @@ func TestTraceNoSecrets(t *testing.T) {
 	const pass, token = "s3cret-pass-Zq9", "tok-9f8e7d6c5b4a"
 	mechs := []string{"PLAIN", "LOGIN", "CRAM-MD5", "SCRAM-SHA-1", "SCRAM-SHA-256", "SCRAM-SHA-1-PLUS", "SCRAM-SHA-256-PLUS", "XOAUTH2", "OAUTHBEARER"}
 	for _, tc := range []struct {
-		mech string
-		auth Auth
+		mech  string
+		auth  Auth
+		offer []string // what the server offers, if not all of mechs
 	}{
-		{"PLAIN", PlainAuth("", "jdoe", pass, "127.0.0.1")},
-		{"LOGIN", LoginAuth("jdoe", pass, "127.0.0.1")},
-		{"CRAM-MD5", CRAMMD5Auth("jdoe", pass)},
-		{"SCRAM-SHA-1", ScramSHA1Auth("jdoe", pass)},
-		{"SCRAM-SHA-256", ScramSHA256Auth("jdoe", pass)},
-		{"SCRAM-SHA-256-PLUS", ScramSHA256PlusAuth("jdoe", pass)},
-		{"XOAUTH2", XOAuth2Auth("jdoe", StaticToken(token), "127.0.0.1")},
-		{"OAUTHBEARER", OAuthBearerAuth("jdoe", StaticToken(token), "127.0.0.1")},
+		{"PLAIN", PlainAuth("", "jdoe", pass, "127.0.0.1"), nil},
+		{"LOGIN", LoginAuth("jdoe", pass, "127.0.0.1"), nil},
+		{"CRAM-MD5", CRAMMD5Auth("jdoe", pass), nil},
+		{"SCRAM-SHA-1", ScramSHA1Auth("jdoe", pass), nil},
+		{"SCRAM-SHA-256", ScramSHA256Auth("jdoe", pass), nil},
+		{"SCRAM-SHA-1-PLUS", PasswordAuth("jdoe", pass, "127.0.0.1"), []string{"SCRAM-SHA-1", "SCRAM-SHA-1-PLUS"}},
+		{"SCRAM-SHA-256-PLUS", ScramSHA256PlusAuth("jdoe", pass), nil},
+		{"XOAUTH2", XOAuth2Auth("jdoe", StaticToken(token), "127.0.0.1"), nil},
+		{"OAUTHBEARER", OAuthBearerAuth("jdoe", StaticToken(token), "127.0.0.1"), nil},
 	} {
 		t.Run(tc.mech, func(t *testing.T) {
 			var authLines []string
 			var mu sync.Mutex
+			offer := mechs
+			if tc.offer != nil {
+				offer = tc.offer
+			}
 			srv := smtptest.NewServer(t, &smtptest.Options{
-				AuthMechanisms: mechs,
+				AuthMechanisms: offer,
 				Users:          map[string]string{"jdoe": pass},
 				Tokens:         map[string]string{token: "jdoe"},
 				Handler: func(s *smtptest.Session, line string) bool {
