@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/textproto"
+	"reflect"
 	"slices"
 	"strings"
 	"time"
@@ -82,7 +83,7 @@ type Report struct {
 
 	Login *LoginInfo `json:"login,omitempty"`
 
-	Warnings []string `json:"warnings,omitempty"`
+	Warnings []string `json:"warnings,omitempty" scrub:"no"`
 }
 
 // TLSInfo describes the TLS connection.
@@ -178,10 +179,8 @@ func probe(ctx context.Context, addr string, o Options) Report {
 		}
 		r.Login = &LoginInfo{User: o.User, Error: "not attempted: " + why}
 	}
-	r.Error = p.scrub(r.Error)
-	r.TlsmailError = p.scrub(r.TlsmailError)
-	if r.Login != nil {
-		r.Login.Error = p.scrub(r.Login.Error)
+	if o.Password != "" {
+		scrub(reflect.ValueOf(&r).Elem(), o.Password)
 	}
 	return r
 }
@@ -653,12 +652,32 @@ func clean(s string) string {
 	return s
 }
 
-// scrub keeps the password out of the report, whatever an error repeats.
-func (p *prober) scrub(s string) string {
-	if p.o.Password == "" || s == "" {
-		return s
+// scrub replaces the password in every string of v, a report or part of
+// one, but the warnings: whatever a server repeats (an error, its
+// greeting, a certificate name) never shows it, in the text or the JSON.
+func scrub(v reflect.Value, password string) {
+	switch v.Kind() {
+	case reflect.String:
+		if v.CanSet() {
+			v.SetString(strings.ReplaceAll(v.String(), password, "[password]"))
+		}
+	case reflect.Pointer, reflect.Interface:
+		if !v.IsNil() {
+			scrub(v.Elem(), password)
+		}
+	case reflect.Struct:
+		for i := range v.NumField() {
+			// The warnings are the probe's own words, where a short
+			// password could match a word ("pass" in "password").
+			if v.Type().Field(i).Tag.Get("scrub") != "no" {
+				scrub(v.Field(i), password)
+			}
+		}
+	case reflect.Slice, reflect.Array:
+		for i := range v.Len() {
+			scrub(v.Index(i), password)
+		}
 	}
-	return strings.ReplaceAll(s, p.o.Password, "[password]")
 }
 
 func ms(d time.Duration) float64 {

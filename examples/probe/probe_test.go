@@ -487,10 +487,12 @@ func TestCertificateFailures(t *testing.T) {
 }
 
 // TestPasswordNeverShown fails a login and checks that no output repeats
-// the password, even when the server echoes it.
+// the password, even when the server echoes it, in its reply to AUTH and
+// in its greeting.
 func TestPasswordNeverShown(t *testing.T) {
 	const password = "s3cret-Pw"
 	srv := newServer(t, smtptest.Options{
+		Greeting: "220 mx.test ESMTP (the admin password is " + password + ")",
 		Handler: func(s *smtptest.Session, line string) bool {
 			if strings.HasPrefix(line, "AUTH ") {
 				s.Reply("535 5.7.8 bad credentials " + line + " " + password)
