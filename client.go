@@ -788,30 +788,24 @@ func (c *Client) exchange(ctx context.Context, verb string, d time.Duration, wan
 		return wire.Reply{}, err
 	}
 	var rep wire.Reply
-	var sent time.Time
 	err := c.withDeadline(ctx, d, func() error {
-		if _, err := c.Text.W.WriteString(line + "\r\n"); err != nil {
-			return err
+		_, err := c.Text.W.WriteString(line + "\r\n")
+		if err == nil {
+			err = c.Text.W.Flush()
 		}
-		if err := c.Text.W.Flush(); err != nil {
-			return err
+		if err != nil {
+			return c.fail(c.stepError(ctx, verb, d, err))
 		}
+		var sent time.Time
 		if c.tr != nil {
 			c.tr.command(verb, line)
 			sent = time.Now()
 		}
-		var err error
-		rep, err = wire.ReadReply(c.Text.R)
-		if err == nil && c.tr != nil {
-			c.tr.reply(verb, rep, time.Since(sent))
-		}
+		rep, err = c.receive(ctx, verb, verb, d, sent)
 		return err
 	})
 	if err != nil {
-		if ctx.Err() != nil {
-			return rep, c.fail(fmt.Errorf("tlsmail: %s: %w", verb, ctx.Err()))
-		}
-		return rep, c.fail(ioError(verb, d, c.scrub(err)))
+		return rep, c.interrupted(verb, err)
 	}
 	return rep, c.check(verb, rep, want)
 }
@@ -841,21 +835,58 @@ func (c *Client) unsolicited(before string) error {
 func (c *Client) readReply(ctx context.Context, step string, d time.Duration) (wire.Reply, error) {
 	var rep wire.Reply
 	start := time.Now()
-	err := c.withDeadline(ctx, d, func() error {
-		var err error
-		rep, err = wire.ReadReply(c.Text.R)
-		if err == nil && c.tr != nil {
-			c.tr.reply(step, rep, time.Since(start))
-		}
+	err := c.withDeadline(ctx, d, func() (err error) {
+		rep, err = c.receive(ctx, step, step, d, start)
 		return err
 	})
 	if err != nil {
-		if ctx.Err() != nil {
-			return rep, c.fail(fmt.Errorf("tlsmail: %s: %w", step, ctx.Err()))
-		}
-		return rep, c.fail(ioError(step, d, err))
+		return rep, c.interrupted(step, err)
 	}
 	return rep, nil
+}
+
+// receive reads one reply within d: the one read-a-reply step that the
+// net/smtp-style methods, the Data writer and the engine share. It
+// parses with the size limits of internal/wire, traces the reply as the
+// answer to verb (sent at since) and, on failure, ends the session with
+// an error that names step and keeps credentials out. The caller arranges
+// for ctx to interrupt the read (withDeadline, or the engine's run).
+func (c *Client) receive(ctx context.Context, verb, step string, d time.Duration, since time.Time) (wire.Reply, error) {
+	c.conn.SetReadDeadline(deadline(d))
+	// Why check after setting the deadline: a cancelled context has
+	// already pushed the deadline into the past, and renewing it undid
+	// that (as in stallWriter.Write).
+	err := ctx.Err()
+	var rep wire.Reply
+	if err == nil {
+		rep, err = wire.ReadReply(c.Text.R)
+	}
+	if err != nil {
+		return rep, c.fail(c.stepError(ctx, step, d, c.scrub(err)))
+	}
+	if c.tr != nil {
+		c.tr.reply(verb, rep, time.Since(since))
+	}
+	return rep, nil
+}
+
+// stepError describes a failure of I/O during step, which had timeout d:
+// the context's error when it was cancelled, and otherwise err.
+func (c *Client) stepError(ctx context.Context, step string, d time.Duration, err error) error {
+	if ctx.Err() != nil {
+		return fmt.Errorf("tlsmail: %s: %w", step, ctx.Err())
+	}
+	return ioError(step, d, err)
+}
+
+// interrupted returns err, the failure of withDeadline's f, ending the
+// session if f did not: a context that fired as f finished left the
+// connection's deadline in the past.
+func (c *Client) interrupted(step string, err error) error {
+	if c.err == nil {
+		return c.fail(fmt.Errorf("tlsmail: %s: %w", step, err))
+	}
+	return err
 }
 
 // check turns a reply into nil or an error. Codes in want are success;

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strconv"
 	"time"
 
@@ -68,55 +69,6 @@ func (k expKind) verb() string {
 	return [...]string{"MAIL", "RCPT", "DATA", "BDAT", "end of data", "end of data", "RSET", "QUIT"}[k]
 }
 
-// txn is the state of one message's transaction.
-type txn struct {
-	m        *Message
-	res      *Result
-	mailErr  error  // MAIL refused
-	refused  *Error // the first refused recipient
-	accepted int
-	dataOpen bool  // the server answered DATA with 354
-	dataErr  error // DATA refused
-	chunkErr error // a BDAT chunk refused
-	final    *wire.Reply
-	finalErr error // end of data refused
-	ended    bool  // the end of data (or BDAT LAST) was written
-	err      error // set when the outcome is decided other than by replies
-	lost     bool  // the session failed while replies were pending
-
-	sentBytes  int64 // content octets taken by the encoder (for the trace)
-	refused421 bool  // a 421 answered a command that decides the message
-}
-
-// refusesMessage reports whether a 421 in answer to x means that x's
-// message cannot have been delivered: its MAIL, a chunk or its end, or
-// the last of its recipients when none was accepted.
-func refusesMessage(x expectation) bool {
-	switch x.kind {
-	case expMail, expChunk, expEnd:
-		return true
-	case expRcpt:
-		return x.tx.accepted == 0 && x.rcpt == len(x.tx.m.To)-1
-	}
-	return false
-}
-
-// mayCommit reports whether the replies so far allow sending the end of
-// the message: MAIL accepted, and every recipient, or with partial
-// delivery at least one.
-func (t *txn) mayCommit() bool {
-	if t.mailErr != nil || t.accepted == 0 {
-		return false
-	}
-	return t.refused == nil || t.m.PartialDelivery
-}
-
-// blind reports whether the message may be committed before its MAIL and
-// RCPT replies are read (see the comment at the top of the file).
-func (t *txn) blind() bool {
-	return t.m.PartialDelivery || len(t.m.To) == 1
-}
-
 // engine runs transactions on one Client.
 type engine struct {
 	c          *Client
@@ -130,6 +82,15 @@ type engine struct {
 	// open is the last message sent with BDAT: if it failed, the server
 	// may still hold its transaction open.
 	open *txn
+
+	// seq counts the replies read in this run; synced is the count at
+	// the last point where client and server were seen to agree on
+	// which reply answers which command: the start of the run, a "354"
+	// to DATA, a "221" to QUIT. Those codes answer nothing else, so
+	// reading one where it is due proves that no reply before it was
+	// surplus.
+	seq, synced int
+	quitOK      bool // QUIT was answered "221" in step
 }
 
 // ending reports whether the session ends after the current message, so
@@ -137,11 +98,18 @@ type engine struct {
 // closing the connection, and needs no RSET.
 func (e *engine) ending() bool { return e.o.lastUse && e.final }
 
-// streamWindow bounds the replies left unread while streaming. Why a
-// bound: the server's replies wait in the socket buffers; too many, and a
-// server that blocks writing them would stop reading, while the client
-// blocks writing to it. A few hundred short replies fit in any buffer.
+// streamWindow bounds the replies left unread, in a group or while
+// streaming. Why a bound: the server's replies wait in the socket
+// buffers; too many, and a server that blocks writing them stops
+// reading, while the client blocks writing to it (RFC 2920 section 3.1:
+// a client that does not read while it writes must keep its group within
+// what the buffers hold). A few hundred short replies fit in any buffer;
+// longer ones make a write time out rather than hang.
 const streamWindow = 256
+
+// salvageTimeout bounds the wait for replies that are already on their
+// way when a write fails because the server closed the connection.
+const salvageTimeout = 2 * time.Second
 
 // run sends msgs, one transaction each, and returns a Result and an error
 // for each.
@@ -161,6 +129,9 @@ func (c *Client) run(ctx context.Context, msgs []*Message, o sendOpts) ([]*Resul
 	if ctx.Done() != nil {
 		stop = context.AfterFunc(ctx, interrupter(c.conn))
 	}
+	// Every write has a deadline from the first byte: the buffered
+	// writer flushes by itself when full.
+	c.conn.SetWriteDeadline(deadline(c.timeouts.command))
 	defer func() {
 		if stop != nil && !stop() && c.err == nil {
 			// The context fired as the run ended; the deadline it set
@@ -181,14 +152,25 @@ func (c *Client) run(ctx context.Context, msgs []*Message, o sendOpts) ([]*Resul
 		}
 		e.transaction(t)
 	}
-	if o.lastUse && c.err == nil {
+	e.finish()
+	for i, t := range e.txs {
+		results[i], errs[i] = t.outcome(c.err, o.firstRefusal, c.clean)
+	}
+	return results, errs
+}
+
+// finish reads the replies still owed after the last message and, for a
+// session that ends here, sends QUIT with them and checks its "221".
+func (e *engine) finish() {
+	c := e.c
+	if e.o.lastUse && c.err == nil {
 		e.line("QUIT", expectation{kind: expQuit})
 		c.quitSent = true
 	}
-	if e.drain(0) == nil {
+	if e.drain(0) == nil && !e.quitOK {
 		e.surplus("the next command")
 	}
-	if t := e.open; t != nil && t.final == nil && !o.lastUse && c.err == nil {
+	if t := e.open; t != nil && t.final == nil && !e.o.lastUse && c.err == nil {
 		// The last message went out before its replies and failed: the
 		// server may hold its transaction open for the Client's next
 		// use (see transaction).
@@ -196,16 +178,19 @@ func (c *Client) run(ctx context.Context, msgs []*Message, o sendOpts) ([]*Resul
 			e.surplus("the next command")
 		}
 	}
-	for i, t := range e.txs {
-		results[i], errs[i] = e.outcome(t)
+	if e.o.lastUse && !e.quitOK {
+		// Why: QUIT's "221" is the session's last sync point. Without
+		// it, a surplus reply before it would go unseen, and shift a
+		// refusal into the place of QUIT's reply: the replies since the
+		// last sync point prove nothing.
+		e.doubt()
 	}
-	return results, errs
 }
 
 // transaction sends one message: MAIL, RCPT, then the content with DATA
 // or BDAT, or a reset when the replies forbid committing it.
 func (e *engine) transaction(t *txn) {
-	c, m := e.c, t.m
+	m := t.m
 	if err := checkEnvelope(m.From, m.To); err != nil {
 		t.err = err
 		return
@@ -215,22 +200,36 @@ func (e *engine) transaction(t *txn) {
 		return
 	}
 	body := inspect(m.Body)
-	p, err := c.plan(m, body)
+	p, err := e.c.plan(m, body)
 	if err != nil {
 		t.err = err
 		return
 	}
 	t.res = &Result{Recipients: make([]RecipientResult, 0, len(m.To))}
+	if !e.envelope(t, p) {
+		return
+	}
+	if e.chunking {
+		e.chunked(t, body, p)
+	} else {
+		e.dataCommand(t, body, p)
+	}
+}
 
-	if t := e.open; t != nil && t.final == nil && e.c.err == nil {
+// envelope sends MAIL and RCPT, after an RSET for a previous message that
+// may have left its transaction open. It reports whether the transaction
+// goes on to its content.
+func (e *engine) envelope(t *txn, p plan) bool {
+	m := t.m
+	if o := e.open; o != nil && o.final == nil && e.c.err == nil {
 		// Why: the previous message went out with BDAT and has not been
 		// seen to succeed. If its envelope or a chunk was refused, the
 		// server may keep its transaction open after the chunks, and
 		// this MAIL would be refused as nested. RSET ends it either way,
 		// harmlessly after a LAST that succeeded (RFC 5321 section
 		// 4.1.1.5; RFC 2920 section 3.1 lets it ride).
-		if e.line("RSET", expectation{kind: expRset, tx: t}) != nil {
-			return
+		if e.line("RSET", expectation{kind: expRset, tx: o}) != nil {
+			return false
 		}
 	}
 	e.open = nil
@@ -238,11 +237,12 @@ func (e *engine) transaction(t *txn) {
 	if p.mailParams != "" {
 		line += " " + p.mailParams
 	}
+	t.phase = phaseEnvelope
 	if e.line(line, expectation{kind: expMail, tx: t}) != nil {
-		return
+		return false
 	}
 	if t.mailErr != nil {
-		return // only without pipelining: the recipients are not tried
+		return false // only without pipelining: the recipients are not tried
 	}
 	for i, r := range m.To {
 		line := "RCPT TO:<" + r + ">"
@@ -250,50 +250,55 @@ func (e *engine) transaction(t *txn) {
 			line += " " + p.rcptParams[i]
 		}
 		if e.line(line, expectation{kind: expRcpt, tx: t, rcpt: i}) != nil {
-			return
+			return false
 		}
-		if t.refused != nil && e.o.firstRefusal {
+		if t.rcptErr != nil && e.o.firstRefusal {
 			e.reset(t) // only without pipelining: stop at the first refusal
+			return false
+		}
+	}
+	return true
+}
+
+// chunked sends the content with BDAT (RFC 3030). A message that may be
+// committed blind goes out at once in a batch, and otherwise when it fits
+// in one chunk: a larger one waits for the envelope's replies (one round
+// trip, small beside the upload) rather than upload in vain to a refused
+// recipient.
+func (e *engine) chunked(t *txn, body content, p plan) {
+	ride := e.pipelining && t.blind() && (e.o.stream || body.known && body.size <= int64(bdatPayload))
+	if !ride {
+		if e.drain(0) != nil || e.surplus("BDAT") != nil {
+			return
+		}
+		if !t.mayCommit() {
+			e.reset(t)
 			return
 		}
 	}
+	e.bdat(t, body, p)
+}
 
-	if e.chunking {
-		// A message that may be committed blind goes out at once in a
-		// batch, and otherwise when it fits in one chunk: a larger one
-		// waits for the envelope's replies (one round trip, small beside
-		// the upload) rather than upload in vain to a refused recipient.
-		if !(e.pipelining && t.blind() && (e.o.stream || body.known && body.size <= int64(bdatPayload))) {
-			if e.drain(0) != nil || e.surplus("BDAT") != nil {
-				return
-			}
-			if !t.mayCommit() {
-				e.reset(t)
-				return
-			}
-		}
-		e.bdat(t, body, p)
-		return
-	}
-
-	// DATA rides in the group when committing is safe, or when the
-	// session ends after this message, so that a DATA that must not be
-	// committed can be abandoned by closing the connection.
-	sentData := false
-	if e.pipelining && (t.blind() || e.ending()) {
+// dataCommand sends the content with DATA. DATA rides in the envelope's
+// group when committing is safe, or when the session ends after this
+// message, so that a DATA that must not be committed can be abandoned by
+// closing the connection.
+func (e *engine) dataCommand(t *txn, body content, p plan) {
+	c := e.c
+	ride := e.pipelining && (t.blind() || e.ending())
+	if ride {
 		if e.line("DATA", expectation{kind: expData, tx: t}) != nil {
 			return
 		}
-		sentData = true
 	}
 	before := "DATA"
-	if sentData {
+	if ride {
 		before = "the DATA message"
 	}
 	if e.drain(0) != nil || e.surplus(before) != nil {
 		return
 	}
-	if !sentData {
+	if !ride {
 		if !t.mayCommit() {
 			e.reset(t)
 			return
@@ -302,25 +307,27 @@ func (e *engine) transaction(t *txn) {
 			return
 		}
 	}
+	if t.phase != phaseContent {
+		e.reset(t) // DATA refused
+		return
+	}
 	switch {
-	case t.dataOpen && t.mayCommit():
+	case t.mayCommit():
 		e.data(t, body, p)
-	case t.dataOpen && t.accepted == 0:
+	case t.accepted == 0:
 		// The server opened data mode with no recipient (RFC 5321
 		// section 3.3 allows it). An empty message ends it; with no
 		// recipient there is nobody to deliver it to.
 		e.write([]byte(".\r\n"), "writing end of data")
 		e.expect(expectation{kind: expVoid, tx: t})
-	case t.dataOpen:
+	default:
 		// Some recipients were refused, the message is all-or-nothing,
 		// and the server is reading message data. Why close: in data
 		// mode, anything sent ends with the end-of-data marker, which
 		// would deliver the message to the accepted recipients; a
 		// connection closed before it delivers nothing (RFC 5321
 		// section 3.8).
-		c.fail(fmt.Errorf("tlsmail: message abandoned by closing the connection before the end of data, so that it is delivered to nobody: %w", t.refused))
-	default:
-		e.reset(t)
+		c.fail(fmt.Errorf("tlsmail: message abandoned by closing the connection before the end of data, so that it is delivered to nobody: %w", t.rcptErr))
 	}
 }
 
@@ -334,7 +341,8 @@ func (e *engine) reset(t *txn) {
 }
 
 // line writes a command and records the reply it expects. Without
-// PIPELINING it reads that reply at once.
+// PIPELINING it reads that reply at once; with it, it reads the oldest
+// replies first when streamWindow are owed.
 func (e *engine) line(s string, x expectation) error {
 	c := e.c
 	if c.err != nil {
@@ -342,6 +350,12 @@ func (e *engine) line(s string, x expectation) error {
 	}
 	if len(e.fifo) == 0 && c.Text.W.Buffered() == 0 {
 		if err := c.unsolicited(x.kind.verb()); err != nil {
+			e.doubt()
+			return err
+		}
+	}
+	if len(e.fifo) >= streamWindow {
+		if err := e.drain(streamWindow / 2); err != nil {
 			return err
 		}
 	}
@@ -394,24 +408,36 @@ func (e *engine) write(b []byte, step string) error {
 	return nil
 }
 
-// fail ends the session: err is an I/O or context failure during step,
-// which had the timeout d.
+// fail ends the session after a write failed: err is an I/O or context
+// failure during step, which had the timeout d. Before it gives up, it
+// reads the replies that already arrived (see salvage).
 func (e *engine) fail(err error, step string, d time.Duration) error {
-	if e.ctx.Err() != nil {
-		err = fmt.Errorf("tlsmail: %s: %w", step, e.ctx.Err())
-	} else {
-		err = ioError(step, d, err)
+	err = e.c.stepError(e.ctx, step, d, err)
+	if e.ctx.Err() == nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+		e.salvage()
 	}
-	e.c.fail(err)
-	e.lose()
+	err = e.c.fail(err)
+	e.cut()
 	return err
 }
 
-// lose marks the messages whose replies will never come.
-func (e *engine) lose() {
+// salvage reads the replies owed that have already arrived, after a write
+// failed because the server closed the connection (a 421 and a close,
+// often). Why: a server that closes while the client is still writing has
+// usually answered what came before, and a message whose "250" is there
+// was accepted; without reading it, it would be reported unknown.
+func (e *engine) salvage() {
+	c := e.c
+	for len(e.fifo) > 0 && c.err == nil {
+		e.readOne(min(c.timeouts.command, salvageTimeout))
+	}
+}
+
+// cut marks the messages whose replies will never come.
+func (e *engine) cut() {
 	for _, x := range e.fifo {
 		if x.tx != nil && x.kind != expRset && x.kind != expVoid {
-			x.tx.lost = true
+			x.tx.cut = true
 		}
 	}
 	e.fifo = nil
@@ -427,64 +453,50 @@ func (e *engine) drain(n int) error {
 		return err
 	}
 	for len(e.fifo) > n {
-		x := e.fifo[0]
 		d := c.timeouts.command
-		switch x.kind {
+		switch e.fifo[0].kind {
 		case expEnd, expVoid:
 			d = c.timeouts.data // RFC 5321 section 4.5.3.2.6
 		case expQuit:
 			d = min(d, quitTimeout)
 		}
-		c.conn.SetReadDeadline(deadline(d))
-		var rep wire.Reply
-		err := e.ctx.Err()
-		if err == nil {
-			rep, err = wire.ReadReply(c.Text.R)
-		}
-		if err == nil && c.tr != nil {
-			verb := x.kind.verb()
-			if x.kind == expChunk || x.kind == expEnd && x.bdat {
-				verb = "BDAT"
-			}
-			c.tr.reply(verb, rep, time.Since(x.sent))
-		}
-		if err != nil {
-			step := "reading reply to " + x.kind.verb()
-			if e.ctx.Err() != nil {
-				err = fmt.Errorf("tlsmail: %s: %w", step, e.ctx.Err())
-			} else {
-				err = ioError(step, d, c.scrub(err))
-			}
-			if x.kind == expQuit {
-				// The work is done; a lost goodbye changes nothing.
-				closeNow(c.conn)
-				e.fifo = nil
-				return nil
-			}
-			c.fail(err)
-			e.lose()
+		if err := e.readOne(d); err != nil {
+			e.cut()
 			return err
 		}
-		e.fifo = e.fifo[1:]
-		e.settle(x, rep)
-		if c.err != nil {
-			if rep.Code == 421 && x.tx != nil && refusesMessage(x) {
-				// The 421 refused this message outright, whatever else
-				// the server does before closing: no transaction, no
-				// recipient, or a failed chunk (RFC 3030 section 2) or
-				// end. Later messages stay in doubt if their end was
-				// sent: a server should take nothing after a 421 (RFC
-				// 5321 section 3.8), but not all close at once.
-				x.tx.refused421 = true
-			} else if rep.Code != 421 {
-				// A reply the command cannot take: client and server
-				// disagree on which reply answers which command, so
-				// every reply since the last check is in doubt.
-				e.doubt()
-			}
-			e.lose()
-			return c.err
+	}
+	return nil
+}
+
+// readOne reads the reply to the oldest command and settles it. A
+// failure ends the session; a malformed reply, or one the command cannot
+// take, also puts the replies since the last sync point in doubt.
+func (e *engine) readOne(d time.Duration) error {
+	c := e.c
+	x := e.fifo[0]
+	verb := x.kind.verb()
+	if x.kind == expChunk || x.kind == expEnd && x.bdat {
+		verb = "BDAT"
+	}
+	rep, err := c.receive(e.ctx, verb, "reading reply to "+x.kind.verb(), d, x.sent)
+	if err != nil {
+		if errors.Is(err, wire.ErrMalformedReply) || errors.Is(err, wire.ErrReplyTooLarge) {
+			// A multi-line reply that changes code may be two replies
+			// run together; a malformed one, anything.
+			e.doubt()
 		}
+		return err
+	}
+	e.fifo = e.fifo[1:]
+	e.seq++
+	e.settle(x, rep)
+	if c.err != nil {
+		if rep.Code != 421 {
+			// A reply the command cannot take: client and server
+			// disagree on which reply answers which command.
+			e.doubt()
+		}
+		return c.err
 	}
 	return nil
 }
@@ -499,6 +511,9 @@ func (e *engine) settle(x expectation, rep wire.Reply) {
 	case x.kind == expEnd, x.kind == expVoid:
 		verb = "DATA"
 	}
+	if t != nil {
+		t.lastSeq = e.seq
+	}
 	var want []int
 	switch x.kind {
 	case expRcpt:
@@ -507,37 +522,53 @@ func (e *engine) settle(x expectation, rep wire.Reply) {
 		want = []int{354}
 	case expQuit:
 		want = []int{221}
+	case expVoid:
+		return // any reply ends data mode; the outcome is known already
 	default:
 		want = []int{250}
 	}
 	err := c.check(verb, rep, want)
-	if c.err != nil {
-		return // 421 or a reply the command cannot take: the session is over
+	if err != nil && c.err == nil && (x.kind == expQuit || x.kind == expRset) {
+		// RFC 5321 sections 4.1.1.5 and 4.1.1.10: RSET and QUIT do not
+		// fail. A refusal in their place is another command's reply.
+		c.fail(fmt.Errorf("%w: reply %d to %s, which cannot be refused: %w", ErrProtocol, rep.Code, verb, err))
 	}
+	var re *Error
+	errors.As(err, &re)
+	if c.err != nil && (re == nil || re.Code != 421) {
+		return // a reply the command cannot take: the session is over
+	}
+	// A 421 ends the session, and still answers its command.
 	switch x.kind {
 	case expMail:
 		t.mailErr = err
 	case expRcpt:
-		var e *Error
-		errors.As(err, &e)
-		t.res.Recipients = append(t.res.Recipients, RecipientResult{Addr: t.m.To[x.rcpt], Err: e})
-		if e == nil {
+		t.res.Recipients = append(t.res.Recipients, RecipientResult{Addr: t.m.To[x.rcpt], Err: re})
+		if re == nil {
 			t.accepted++
-		} else if t.refused == nil {
-			t.refused = e
+		} else if t.rcptErr == nil {
+			t.rcptErr = re
 		}
 	case expData:
-		t.dataOpen = err == nil
 		t.dataErr = err
+		if err == nil {
+			t.phase = phaseContent
+			e.synced = e.seq // "354" answers DATA alone
+		}
 	case expChunk:
 		if t.chunkErr == nil {
 			t.chunkErr = err
 		}
 	case expEnd:
 		if err != nil {
-			t.finalErr = err
+			t.endErr = err
 		} else {
 			t.final = &rep
+		}
+	case expQuit:
+		if err == nil {
+			e.quitOK = true
+			e.synced = e.seq // "221" answers QUIT alone
 		}
 	}
 }
@@ -560,47 +591,25 @@ func (e *engine) surplus(before string) error {
 	return err
 }
 
-// doubt marks the messages of this run whose outcome came from replies:
-// once a reply is known to be out of place, any of those replies may have
-// been another command's, and only "354" and "221" are distinctive enough
-// to show where the misalignment began.
+// doubt puts in doubt the messages whose replies came after the last sync
+// point, or are still owed: once a reply is known to be out of place, any
+// of those replies may have been another command's.
 func (e *engine) doubt() {
 	for _, t := range e.txs {
-		if t.err == nil {
-			t.lost = true
+		if t.err == nil && t.phase > phaseQueued && (t.lastSeq > e.synced || t.cut || e.owes(t)) {
+			t.doubted = true
 		}
 	}
 }
 
-// outcome turns a transaction's state into Send's result and error.
-func (e *engine) outcome(t *txn) (*Result, error) {
-	c := e.c
-	switch {
-	case t.err != nil:
-		return t.res, t.err
-	case t.lost && t.ended && !t.refused421:
-		// The whole message was sent and its reply never came.
-		return t.res, &unknownOutcome{c.err}
-	case t.lost:
-		return t.res, c.err
-	case t.mailErr != nil:
-		return nil, t.mailErr
-	case t.refused != nil && (e.o.firstRefusal || !t.mayCommit()):
-		return t.res, t.refused
-	case t.dataErr != nil:
-		return t.res, t.dataErr
-	case t.chunkErr != nil:
-		return t.res, t.chunkErr
-	case t.finalErr != nil:
-		return t.res, t.finalErr
-	case t.final == nil && c.err != nil:
-		return t.res, c.err
-	case t.final == nil:
-		// Not reached: every other path sets an error.
-		return t.res, fmt.Errorf("%w: no reply to the end of the message", ErrProtocol)
+// owes reports whether a reply to t is still expected.
+func (e *engine) owes(t *txn) bool {
+	for _, x := range e.fifo {
+		if x.tx == t {
+			return true
+		}
 	}
-	t.res.Reply = newReply(*t.final, c.clean)
-	return t.res, nil
+	return false
 }
 
 // bodyCopy streams the content through enc, enforcing 7-bit data when the
@@ -631,21 +640,40 @@ func (e *engine) bodyCopy(t *txn, enc io.Writer, body content, sevenBit bool) (r
 var errEightBit = errors.New("8-bit data")
 
 // abandon ends a transaction whose content could not be sent whole.
-// Why close without the end-of-data marker: a truncated message must not
-// be delivered.
-func (e *engine) abandon(t *txn, readErr, writeErr error, step string) {
+// Why never the end-of-data marker or LAST: a truncated message must not
+// be delivered. In data mode the connection is closed (nothing else ends
+// it without delivering); between BDAT chunks, RSET ends the transaction
+// and the session goes on, so that the replies owed to earlier messages
+// are read.
+func (e *engine) abandon(t *txn, readErr, writeErr error, step string, chunked bool) {
 	c := e.c
+	var err error
 	switch {
 	case errors.Is(writeErr, errEightBit):
-		t.err = c.fail(fmt.Errorf("%w: the message has 8-bit data, which needs 8BITMIME (RFC 6152), and %s does not offer it; the transaction was abandoned and nothing was delivered", ErrExtensionUnsupported, c.serverName))
+		err = fmt.Errorf("%w: the message has 8-bit data, which needs 8BITMIME (RFC 6152), and %s does not offer it; the transaction was abandoned and nothing was delivered", ErrExtensionUnsupported, c.serverName)
 	case c.err != nil:
 		t.err = c.err
+		e.cut()
+		return
 	case readErr != nil:
-		t.err = c.fail(wrap(readErr, "reading the message body (nothing was delivered)"))
+		err = wrap(readErr, "reading the message body (nothing was delivered)")
 	default:
 		t.err = e.fail(writeErr, step, c.timeouts.data)
+		return
 	}
-	e.lose()
+	t.err = err
+	if chunked && !e.ending() {
+		e.reset(t)
+		e.open = nil
+		return
+	}
+	if chunked {
+		// The session ends after this message: read what earlier
+		// messages are owed, and let QUIT end the transaction.
+		return
+	}
+	c.fail(err)
+	e.cut()
 }
 
 // data streams the content after a 354 and writes the end-of-data marker.
@@ -656,7 +684,7 @@ func (e *engine) data(t *txn, body content, p plan) {
 	// changes the body while Send runs (a data race) could break it.
 	dot.CRLF = body.crlf
 	if readErr, writeErr := e.bodyCopy(t, dot, body, p.sevenBit); readErr != nil || writeErr != nil {
-		e.abandon(t, readErr, writeErr, "writing message data")
+		e.abandon(t, readErr, writeErr, "writing message data", false)
 		return
 	}
 	if err := dot.Close(); err != nil {
@@ -666,7 +694,7 @@ func (e *engine) data(t *txn, body content, p plan) {
 	e.c.tr.data("DATA", t.sentBytes, 0)
 	// From here the server may take the message: a failure to read its
 	// reply leaves the outcome unknown.
-	t.ended = true
+	t.phase = phaseCommitted
 	e.expect(expectation{kind: expEnd, tx: t})
 	if !e.pipelining {
 		e.drain(0)
@@ -693,6 +721,7 @@ func (e *engine) bdat(t *txn, body content, p plan) {
 	// transaction open after the chunks end; the next MAIL, or the end of
 	// the run, sends RSET (see transaction and run).
 	e.open = t
+	t.phase = phaseContent
 	if err := e.flush(); err != nil {
 		return
 	}
@@ -726,7 +755,7 @@ func (e *engine) bdat(t *txn, body content, p plan) {
 			e.open = nil
 			return
 		}
-		e.abandon(t, readErr, writeErr, "writing message data")
+		e.abandon(t, readErr, writeErr, "writing message data", true)
 		return
 	}
 	if err := cw.Close(); err != nil {
@@ -737,7 +766,7 @@ func (e *engine) bdat(t *txn, body content, p plan) {
 		c.tr.command("BDAT", "BDAT "+strconv.Itoa(bdatChunk(cw))+" LAST")
 		c.tr.data("BDAT", t.sentBytes, cw.Chunks())
 	}
-	t.ended = true
+	t.phase = phaseCommitted
 	e.expect(expectation{kind: expEnd, tx: t, bdat: true})
 	switch {
 	case !e.pipelining:
