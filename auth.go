@@ -16,6 +16,14 @@ import (
 // Auth is implemented by an SMTP authentication mechanism. It is
 // net/smtp.Auth itself, so any net/smtp Auth, including smtp.PlainAuth and
 // custom mechanisms written for net/smtp, works with tlsmail unchanged.
+//
+// As with net/smtp's, two Auths that PlainAuth, LoginAuth, CRAMMD5Auth,
+// PasswordAuth or a SCRAM constructor made from the same arguments are
+// equal under reflect.DeepEqual, and Auths from different arguments are
+// not; the password inside is masked, so that neither fmt nor a
+// reflection-based dumper shows it. The OAuth Auths hold a TokenSource,
+// which is a func, and reflect.DeepEqual finds no two non-nil funcs
+// equal: two of them are DeepEqual only if their TokenSource is nil.
 type Auth = smtp.Auth
 
 // ServerInfo records information about an SMTP server. It is
@@ -44,7 +52,7 @@ func (a *plainAuth) Start(server *ServerInfo) (string, []byte, error) {
 	if err := checkServer(server, a.host); err != nil {
 		return "", nil, err
 	}
-	resp := []byte(a.identity + "\x00" + a.username + "\x00" + a.password())
+	resp := []byte(a.identity + "\x00" + a.username + "\x00" + a.password.reveal())
 	return "PLAIN", resp, nil
 }
 
@@ -58,7 +66,7 @@ func (a *plainAuth) Next(fromServer []byte, more bool) ([]byte, error) {
 
 // secrets lists the forms in which a server might quote the password back;
 // see Client.noteSent.
-func (a *plainAuth) secrets() []string { return secretForms(a.password()) }
+func (a *plainAuth) secrets() []string { return secretForms(a.password.reveal()) }
 
 // Format, String and GoString describe the Auth by mechanism and username,
 // the same for every fmt verb. Why a Formatter and not only a Stringer: fmt
@@ -68,16 +76,6 @@ func (a *plainAuth) secrets() []string { return secretForms(a.password()) }
 func (a plainAuth) Format(f fmt.State, verb rune) { formatSafe(f, a.String()) }
 func (a plainAuth) String() string                { return "tlsmail.PlainAuth(" + strconv.Quote(a.username) + ")" }
 func (a plainAuth) GoString() string              { return a.String() }
-
-// A secret holds a password where fmt cannot reach it. Why a func: fmt
-// prints a func as an address whatever the verb, even where it cannot call
-// an Auth's Format method and prints the fields instead: for an Auth in an
-// unexported struct field, or under a verb fmt rejects, such as %s or %p
-// on a struct.
-type secret func() string
-
-// hide returns s as a secret.
-func hide(s string) secret { return func() string { return s } }
 
 // secretForms is how a password may come back in a server's reply: as
 // is, or base64-encoded.
@@ -139,16 +137,16 @@ func (a *loginAuth) Next(fromServer []byte, more bool) ([]byte, error) {
 	case strings.Contains(prompt, "user"):
 		return []byte(a.username), nil
 	case strings.Contains(prompt, "pass"):
-		return []byte(a.password()), nil
+		return []byte(a.password.reveal()), nil
 	case a.step == 1:
 		return []byte(a.username), nil
 	case a.step == 2:
-		return []byte(a.password()), nil
+		return []byte(a.password.reveal()), nil
 	}
 	return nil, errors.New("unexpected server challenge during LOGIN")
 }
 
-func (a *loginAuth) secrets() []string { return secretForms(a.password()) }
+func (a *loginAuth) secrets() []string { return secretForms(a.password.reveal()) }
 
 // Format, String and GoString keep the password out of fmt's output, as
 // for plainAuth.
@@ -177,12 +175,12 @@ func (a *cramMD5Auth) Next(fromServer []byte, more bool) ([]byte, error) {
 	if !more {
 		return nil, nil
 	}
-	mac := hmac.New(md5.New, []byte(a.secret()))
+	mac := hmac.New(md5.New, []byte(a.secret.reveal()))
 	mac.Write(fromServer)
 	return []byte(a.username + " " + hex.EncodeToString(mac.Sum(nil))), nil
 }
 
-func (a *cramMD5Auth) secrets() []string { return secretForms(a.secret()) }
+func (a *cramMD5Auth) secrets() []string { return secretForms(a.secret.reveal()) }
 
 // Format, String and GoString keep the secret out of fmt's output, as for
 // plainAuth.

@@ -26,6 +26,10 @@ import (
 //		}
 //		return t.AccessToken, nil
 //	}, "smtp.gmail.com")
+//
+// Being a func, a TokenSource makes the Auth that holds it unequal under
+// reflect.DeepEqual to every other, even one made with the same
+// TokenSource (see Auth).
 type TokenSource func() (string, error)
 
 // StaticToken returns a TokenSource that always returns token: for a
@@ -125,10 +129,10 @@ func (a *oauthAuth) Next(fromServer []byte, more bool) ([]byte, error) {
 func (a *oauthAuth) oauthError() *OAuthError { return a.failure }
 
 func (a *oauthAuth) secrets() []string {
-	if a.sent == nil {
+	if len(a.sent.masked) == 0 {
 		return nil
 	}
-	return secretForms(a.sent())
+	return secretForms(a.sent.reveal())
 }
 
 func (a oauthAuth) String() string {

@@ -102,7 +102,7 @@ func (a *passwordAuth) Next(fromServer []byte, more bool) ([]byte, error) {
 	return a.chosen.Next(fromServer, more)
 }
 
-func (a *passwordAuth) secrets() []string { return secretForms(a.password()) }
+func (a *passwordAuth) secrets() []string { return secretForms(a.password.reveal()) }
 
 func (a passwordAuth) String() string {
 	return "tlsmail.PasswordAuth(" + strconv.Quote(a.username) + ")"

@@ -117,7 +117,7 @@ func (a *scramAuth) Start(server *ServerInfo) (string, []byte, error) {
 	if err != nil {
 		return "", nil, fmt.Errorf("%s: user name %w", mech, err)
 	}
-	if _, err := saslPrep(a.password()); err != nil {
+	if _, err := saslPrep(a.password.reveal()); err != nil {
 		return "", nil, fmt.Errorf("%s: password %w", mech, err)
 	}
 	a.step, a.verified, a.serverSignature, a.cbData = 0, false, nil, nil
@@ -207,7 +207,7 @@ func (a *scramAuth) clientFinal(serverFirst string) ([]byte, error) {
 	if err != nil || iter < 4096 || iter > 10_000_000 {
 		return nil, fmt.Errorf("%s: unacceptable iteration count %q", mech, iterStr)
 	}
-	password, err := saslPrep(a.password())
+	password, err := saslPrep(a.password.reveal())
 	if err != nil {
 		return nil, fmt.Errorf("%s: password %w", mech, err)
 	}
@@ -257,7 +257,7 @@ func hmacSum(h func() hash.Hash, key []byte, msg string) []byte {
 	return m.Sum(nil)
 }
 
-func (a *scramAuth) secrets() []string { return secretForms(a.password()) }
+func (a *scramAuth) secrets() []string { return secretForms(a.password.reveal()) }
 
 func (a scramAuth) String() string {
 	name := "ScramSHA256Auth"
