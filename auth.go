@@ -325,7 +325,7 @@ func (c *Client) authChallenges(ctx context.Context, a Auth, mech, line string, 
 				return c.fail(wrap(err, "AUTH %s", mech))
 			}
 			c.cancelAuth(ctx)
-			return wrap(err, "AUTH %s", mech)
+			return wrap(c.withholdServerText(err), "AUTH %s", mech)
 		}
 		line = base64.StdEncoding.EncodeToString(resp)
 		c.noteSent(a, mech, msg, resp, line)
@@ -345,7 +345,7 @@ func (c *Client) authAccepted(a Auth, mech string, msg, pending []byte) error {
 		// The server accepted us but the mechanism could not verify the
 		// server (e.g. a SCRAM server signature): the session is not
 		// trustworthy.
-		return c.fail(wrap(err, "AUTH %s: the server accepted, yet the mechanism failed", mech))
+		return c.fail(wrap(c.withholdServerText(err), "AUTH %s: the server accepted, yet the mechanism failed", mech))
 	}
 	return nil
 }
@@ -365,8 +365,21 @@ func (c *Client) oauthFailure(a Auth, err error) error {
 	// encoding/json and dumpers, whatever Error prints.
 	oe.Status, _ = c.secrets().redact(oe.Status)
 	oe.Scope, _ = c.secrets().redact(oe.Scope)
+	oe.Schemes, _ = c.secrets().redact(oe.Schemes)
 	oe.Reply = e
 	return &oe
+}
+
+// withholdServerText returns err, a mechanism's error, with credentials
+// withheld from the server text it quotes, if any. Why: a server may
+// quote back what it was sent, or the password a previous exchange on
+// the session sent, and an error goes into logs.
+func (c *Client) withholdServerText(err error) error {
+	var se *serverTextError
+	if errors.As(err, &se) {
+		se.text, _ = c.secrets().redact(se.text)
+	}
+	return err
 }
 
 // A sessionAuth is a mechanism of this package: Client.Auth runs each
