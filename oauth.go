@@ -170,7 +170,11 @@ func saslName(s string) string {
 
 // An OAuthError is an OAuth 2.0 authentication the server refused, with
 // the status it gave (RFC 7628 section 3.2.2) and its final reply. It
-// never contains the token. Unwrap returns the final reply, an *Error.
+// never contains the token: Status, Scope and Schemes are the server's
+// text with every run of the session's credentials, the token included,
+// replaced by "[withheld]", so that %+v, encoding/json and dumpers, which
+// show these exported fields, show no token either. Unwrap returns the
+// final reply, an *Error.
 type OAuthError struct {
 	// Mechanism is "XOAUTH2" or "OAUTHBEARER".
 	Mechanism string
