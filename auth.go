@@ -1,6 +1,7 @@
 package tlsmail
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/md5"
 	"crypto/tls"
@@ -16,6 +17,14 @@ import (
 // Auth is implemented by an SMTP authentication mechanism. It is
 // net/smtp.Auth itself, so any net/smtp Auth, including smtp.PlainAuth and
 // custom mechanisms written for net/smtp, works with tlsmail unchanged.
+//
+// As with net/smtp's, two Auths that PlainAuth, LoginAuth, CRAMMD5Auth,
+// PasswordAuth or a SCRAM constructor made from the same arguments are
+// equal under reflect.DeepEqual, and Auths from different arguments are
+// not; the password inside is masked, so that neither fmt nor a
+// reflection-based dumper shows it. The OAuth Auths hold a TokenSource,
+// which is a func, and reflect.DeepEqual finds no two non-nil funcs
+// equal: two of them are DeepEqual only if their TokenSource is nil.
 type Auth = smtp.Auth
 
 // ServerInfo records information about an SMTP server. It is
@@ -44,7 +53,7 @@ func (a *plainAuth) Start(server *ServerInfo) (string, []byte, error) {
 	if err := checkServer(server, a.host); err != nil {
 		return "", nil, err
 	}
-	resp := []byte(a.identity + "\x00" + a.username + "\x00" + a.password())
+	resp := []byte(a.identity + "\x00" + a.username + "\x00" + a.password.reveal())
 	return "PLAIN", resp, nil
 }
 
@@ -58,7 +67,7 @@ func (a *plainAuth) Next(fromServer []byte, more bool) ([]byte, error) {
 
 // secrets lists the forms in which a server might quote the password back;
 // see Client.noteSent.
-func (a *plainAuth) secrets() []string { return secretForms(a.password()) }
+func (a *plainAuth) secrets() []string { return secretForms(a.password.reveal()) }
 
 // Format, String and GoString describe the Auth by mechanism and username,
 // the same for every fmt verb. Why a Formatter and not only a Stringer: fmt
@@ -68,16 +77,6 @@ func (a *plainAuth) secrets() []string { return secretForms(a.password()) }
 func (a plainAuth) Format(f fmt.State, verb rune) { formatSafe(f, a.String()) }
 func (a plainAuth) String() string                { return "tlsmail.PlainAuth(" + strconv.Quote(a.username) + ")" }
 func (a plainAuth) GoString() string              { return a.String() }
-
-// A secret holds a password where fmt cannot reach it. Why a func: fmt
-// prints a func as an address whatever the verb, even where it cannot call
-// an Auth's Format method and prints the fields instead: for an Auth in an
-// unexported struct field, or under a verb fmt rejects, such as %s or %p
-// on a struct.
-type secret func() string
-
-// hide returns s as a secret.
-func hide(s string) secret { return func() string { return s } }
 
 // secretForms is how a password may come back in a server's reply: as
 // is, or base64-encoded.
@@ -139,16 +138,16 @@ func (a *loginAuth) Next(fromServer []byte, more bool) ([]byte, error) {
 	case strings.Contains(prompt, "user"):
 		return []byte(a.username), nil
 	case strings.Contains(prompt, "pass"):
-		return []byte(a.password()), nil
+		return []byte(a.password.reveal()), nil
 	case a.step == 1:
 		return []byte(a.username), nil
 	case a.step == 2:
-		return []byte(a.password()), nil
+		return []byte(a.password.reveal()), nil
 	}
 	return nil, errors.New("unexpected server challenge during LOGIN")
 }
 
-func (a *loginAuth) secrets() []string { return secretForms(a.password()) }
+func (a *loginAuth) secrets() []string { return secretForms(a.password.reveal()) }
 
 // Format, String and GoString keep the password out of fmt's output, as
 // for plainAuth.
@@ -177,12 +176,12 @@ func (a *cramMD5Auth) Next(fromServer []byte, more bool) ([]byte, error) {
 	if !more {
 		return nil, nil
 	}
-	mac := hmac.New(md5.New, []byte(a.secret()))
+	mac := hmac.New(md5.New, []byte(a.secret.reveal()))
 	mac.Write(fromServer)
 	return []byte(a.username + " " + hex.EncodeToString(mac.Sum(nil))), nil
 }
 
-func (a *cramMD5Auth) secrets() []string { return secretForms(a.secret()) }
+func (a *cramMD5Auth) secrets() []string { return secretForms(a.secret.reveal()) }
 
 // Format, String and GoString keep the secret out of fmt's output, as for
 // plainAuth.
@@ -202,3 +201,230 @@ func (a *cramMD5Auth) session(*tls.ConnectionState) Auth { c := *a; return &c }
 // sent. Such a server is not the one the credentials are for, so a Client
 // does not carry on the session with it.
 var errServerUnverified = errors.New("the server did not prove it knows the password")
+
+// The client side of AUTH (RFC 4954): Client.Auth, SendMail and the
+// Dialer's sessions all authenticate through authenticate.
+
+// authenticate runs one AUTH exchange with a on c's session.
+func (c *Client) authenticate(ctx context.Context, a Auth) error {
+	if err := c.session(ctx); err != nil {
+		return err
+	}
+	if !c.isTLS {
+		// Why every mechanism, localhost included: a hash-based mechanism
+		// still exposes the user name and an offline-crackable exchange.
+		return wrap(ErrPlaintextAuth, "AUTH")
+	}
+	a = c.authSession(a)
+	mech, resp, err := a.Start(&ServerInfo{Name: c.serverName, TLS: c.isTLS, Auth: append([]string(nil), c.auth...)})
+	if err != nil {
+		return wrap(err, "AUTH")
+	}
+	if !c.advertised(mech) {
+		return fmt.Errorf("%w: %q not in server's list %q", ErrAuthUnsupported, mech, c.auth)
+	}
+	c.authMech = mech
+	if h, ok := a.(secretHolder); ok {
+		c.secrets().add(h.secrets()...)
+	}
+	line, enc, pending := authCommand(mech, resp)
+	if enc != "" {
+		c.noteSent(a, mech, nil, resp, enc)
+	}
+	return c.authChallenges(ctx, a, mech, line, pending)
+}
+
+// authSession returns the Auth that runs this connection's exchange: for
+// a mechanism of this package a fresh copy made for the connection, for
+// another a itself.
+func (c *Client) authSession(a Auth) Auth {
+	s, ok := a.(sessionAuth)
+	if !ok {
+		return a
+	}
+	// Why a fresh copy: one Auth value may serve many connections at
+	// once, and the exchange's state (nonces, the channel binding)
+	// belongs to this connection alone.
+	var st *tls.ConnectionState
+	if cs, ok := c.TLSConnectionState(); ok {
+		st = &cs
+	}
+	return s.session(st)
+}
+
+// authCommand forms the AUTH command line for mech with the initial
+// response resp (nil for none). It returns the line, the response as
+// encoded on the line ("" if it is not there), and pending: a response
+// too long for the line, to be sent as the answer to the server's first
+// challenge, which must be empty.
+func authCommand(mech string, resp []byte) (line, enc string, pending []byte) {
+	line = "AUTH " + mech
+	switch {
+	case resp == nil:
+		return line, "", nil
+	case len(resp) == 0:
+		// RFC 4954 section 4: an empty initial response is sent as "=".
+		return line + " =", "", nil
+	}
+	enc = base64.StdEncoding.EncodeToString(resp)
+	if len(line)+1+len(enc) > maxCommandLine {
+		// RFC 4954 section 4: an initial response that would make the
+		// command longer than SMTP allows (RFC 5321 section 4.5.3.1.4)
+		// is sent as the answer to an empty challenge instead. OAuth
+		// tokens are often this long.
+		return line, "", resp
+	}
+	return line + " " + enc, enc, nil
+}
+
+// maxCommandLine is the longest command line, CRLF excluded (RFC 5321
+// section 4.5.3.1.4: 512 octets with it).
+const maxCommandLine = 510
+
+// maxAuthChallenges bounds the 334 challenges answered in one AUTH
+// exchange; the mechanisms in this package need at most two.
+const maxAuthChallenges = 10
+
+// authChallenges sends the AUTH command line and answers each 334
+// challenge with a's response until the server's final reply (RFC 4954
+// section 4). pending is an initial response that did not fit on line.
+func (c *Client) authChallenges(ctx context.Context, a Auth, mech, line string, pending []byte) error {
+	for challenges := 0; ; challenges++ {
+		rep, err := c.exchange(ctx, "AUTH", c.timeouts.command, []int{235, 334}, line)
+		if err != nil {
+			// On a final negative reply nothing more is sent: "*" only
+			// answers a 334 (RFC 4954 section 4).
+			return c.oauthFailure(a, err)
+		}
+		if rep.Code == 235 {
+			return c.authAccepted(a, mech, []byte(strings.Join(rep.Lines, "\n")), pending)
+		}
+		if challenges == maxAuthChallenges {
+			// Why: each round has its own timeout, so a server that
+			// keeps challenging would keep the client busy forever.
+			c.cancelAuth(ctx)
+			return fmt.Errorf("tlsmail: AUTH %s: server sent more than %d challenges", mech, maxAuthChallenges)
+		}
+		msg, err := base64.StdEncoding.DecodeString(strings.TrimSpace(strings.Join(rep.Lines, "")))
+		if err != nil {
+			c.cancelAuth(ctx)
+			return fmt.Errorf("tlsmail: AUTH %s: server sent a challenge that is not base64", mech)
+		}
+		var resp []byte
+		if pending != nil {
+			if len(msg) != 0 {
+				c.cancelAuth(ctx)
+				return fmt.Errorf("tlsmail: AUTH %s: server sent a non-empty challenge where the initial response was due", mech)
+			}
+			resp, pending = pending, nil
+		} else if resp, err = a.Next(msg, true); err != nil {
+			if errors.Is(err, errServerUnverified) {
+				// Why no "*" and no further command: the server could not
+				// prove it knows the password, so it is not the server
+				// the credentials are for.
+				return c.fail(wrap(err, "AUTH %s", mech))
+			}
+			c.cancelAuth(ctx)
+			return wrap(c.withholdServerText(err), "AUTH %s", mech)
+		}
+		line = base64.StdEncoding.EncodeToString(resp)
+		c.noteSent(a, mech, msg, resp, line)
+	}
+}
+
+// authAccepted ends an exchange the server accepted with 235, whose text
+// is msg: the mechanism has the last word.
+func (c *Client) authAccepted(a Auth, mech string, msg, pending []byte) error {
+	_, err := a.Next(msg, false)
+	if err == nil && pending != nil {
+		// Why: a server that accepts credentials it has not seen is not
+		// authenticating anyone, and the session's identity is unknown.
+		err = errors.New("server accepted before the credentials were sent")
+	}
+	if err != nil {
+		// The server accepted us but the mechanism could not verify the
+		// server (e.g. a SCRAM server signature): the session is not
+		// trustworthy.
+		return c.fail(wrap(c.withholdServerText(err), "AUTH %s: the server accepted, yet the mechanism failed", mech))
+	}
+	return nil
+}
+
+// oauthFailure returns err, the final negative reply to an exchange with
+// a, as an *OAuthError when a is an OAuth mechanism that received the
+// server's JSON status, and as itself otherwise.
+func (c *Client) oauthFailure(a Auth, err error) error {
+	o, ok := a.(oauthFailer)
+	var e *Error
+	if !ok || o.oauthError() == nil || !errors.As(err, &e) {
+		return err
+	}
+	oe := *o.oauthError()
+	// Why: these fields are server text, which may quote the token the
+	// server refused, and being exported they are shown by %+v,
+	// encoding/json and dumpers, whatever Error prints.
+	oe.Status, _ = c.secrets().redact(oe.Status)
+	oe.Scope, _ = c.secrets().redact(oe.Scope)
+	oe.Schemes, _ = c.secrets().redact(oe.Schemes)
+	oe.Reply = e
+	return &oe
+}
+
+// withholdServerText returns err, a mechanism's error, with credentials
+// withheld from the server text it quotes, if any. Why: a server may
+// quote back what it was sent, or the password a previous exchange on
+// the session sent, and an error goes into logs.
+func (c *Client) withholdServerText(err error) error {
+	var se *serverTextError
+	if errors.As(err, &se) {
+		se.text, _ = c.secrets().redact(se.text)
+	}
+	return err
+}
+
+// A sessionAuth is a mechanism of this package: Client.Auth runs each
+// exchange on a fresh copy made for the connection, given its TLS state
+// (nil when not TLS) for channel binding.
+type sessionAuth interface {
+	Auth
+	session(state *tls.ConnectionState) Auth
+}
+
+// oauthFailer is an OAuth mechanism that may have received the server's
+// JSON status.
+type oauthFailer interface{ oauthError() *OAuthError }
+
+// secretHolder is implemented by this package's mechanisms, which know
+// what their secret is.
+type secretHolder interface{ secrets() []string }
+
+// noteSent remembers an AUTH response, encoded, and for another package's
+// mechanism also the parts of it that look secret, so that a server
+// quoting it back (some quote the command they reject), even in part,
+// cannot put credentials into an error, and from there into a log.
+func (c *Client) noteSent(a Auth, mech string, challenge, resp []byte, encoded string) {
+	c.secrets().add(encoded)
+	if _, ok := a.(secretHolder); !ok {
+		c.secrets().add(foreignSecrets(mech, challenge, resp)...)
+	}
+}
+
+// cancelAuth answers a 334 challenge the mechanism gave up on with "*"
+// (RFC 4954 section 4) and reads the server's 501.
+func (c *Client) cancelAuth(ctx context.Context) {
+	_, err := c.exchange(ctx, "AUTH", c.timeouts.command, []int{501}, "*")
+	var e *Error
+	if err != nil && !errors.As(err, &e) {
+		c.fail(err)
+	}
+}
+
+// advertised reports whether the server's current EHLO reply lists mech.
+func (c *Client) advertised(mech string) bool {
+	for _, m := range c.auth {
+		if strings.EqualFold(m, mech) {
+			return true
+		}
+	}
+	return false
+}

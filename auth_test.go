@@ -6,10 +6,13 @@ import (
 	"crypto/pbkdf2"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -57,7 +60,7 @@ func TestScramSHA256RejectsBadServers(t *testing.T) {
 		"no iteration count":           "r=abcdef,s=W22ZaJ0SNY7soEsUEjb6gQ==",
 		"iteration count not a number": "r=abcdef,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096x",
 		"huge iterations":              "r=abcdef,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=999999999",
-		"one above the ceiling":        "r=abcdef,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=10000001",
+		"one above the ceiling":        "r=abcdef,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=2097153",
 		"bad salt":                     "r=abcdef,s=!!!,i=4096",
 		"empty salt":                   "r=abcdef,s=,i=4096",
 		"no salt":                      "r=abcdef,i=4096",
@@ -360,5 +363,174 @@ func TestScramSHA256Client(t *testing.T) {
 				t.Errorf("server received %q; want %q after the AUTH exchange", got, tc.after)
 			}
 		})
+	}
+}
+
+// scriptedAuth is a server offering mechs whose AUTH exchange is
+// scripted: the first reply answers the AUTH command, each next one the
+// client's next line, each made from that line. Once the script is over,
+// lines get the server's default handling.
+func scriptedAuth(mechs []string, replies ...func(line string) string) *smtptest.Options {
+	// Why a mutex: the hook runs on the connection's goroutine.
+	var mu sync.Mutex
+	next := -1
+	return &smtptest.Options{AuthMechanisms: mechs, Handler: func(s *smtptest.Session, line string) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		if strings.HasPrefix(line, "AUTH ") {
+			next = 0
+		}
+		if next < 0 {
+			return false
+		}
+		s.Reply(replies[next](line))
+		if next++; next == len(replies) {
+			next = -1
+		}
+		return true
+	}}
+}
+
+// fixed is a scripted reply that does not depend on the client's line.
+func fixed(reply string) func(string) string { return func(string) string { return reply } }
+
+// TestAuthCommand checks how the AUTH line carries the initial response
+// (RFC 4954 section 4): none, "=" for an empty one, base64 on the line,
+// and, when the line would pass 512 octets with CRLF (RFC 5321 section
+// 4.5.3.1.4), not on the line but pending for the first challenge.
+func TestAuthCommand(t *testing.T) {
+	// "AUTH XOAUTH2 " is 13 octets: 372 bytes encode to 496, a line of
+	// 509; 375 bytes encode to 500, a line of 513.
+	fits, over := bytes.Repeat([]byte("x"), 372), bytes.Repeat([]byte("x"), 375)
+	for _, tc := range []struct {
+		name, mech    string
+		resp          []byte
+		line, enc     string
+		pending       []byte
+		wantPendingOK bool
+	}{
+		{"no initial response", "LOGIN", nil, "AUTH LOGIN", "", nil, false},
+		{"empty initial response", "EXTERNAL", []byte{}, "AUTH EXTERNAL =", "", nil, false},
+		{"short", "PLAIN", []byte("\x00u\x00p"), "AUTH PLAIN AHUAcA==", "AHUAcA==", nil, false},
+		{"longest that fits", "XOAUTH2", fits, "AUTH XOAUTH2 " + base64.StdEncoding.EncodeToString(fits), base64.StdEncoding.EncodeToString(fits), nil, false},
+		{"too long", "XOAUTH2", over, "AUTH XOAUTH2", "", over, true},
+	} {
+		line, enc, pending := authCommand(tc.mech, tc.resp)
+		if line != tc.line || enc != tc.enc || !bytes.Equal(pending, tc.pending) || (pending != nil) != tc.wantPendingOK {
+			t.Errorf("%s: authCommand = %q, %q, %q; want %q, %q, %q", tc.name, line, enc, pending, tc.line, tc.enc, tc.pending)
+		}
+		if len(line)+2 > 512 {
+			t.Errorf("%s: a line of %d octets with CRLF", tc.name, len(line)+2)
+		}
+	}
+}
+
+// TestOAuthErrorWithholdsToken: a server that quotes the refused token in
+// the status, scope and schemes of its JSON gets an *OAuthError with the
+// token withheld from each field, so that neither Error, %+v, %#v nor
+// encoding/json shows it.
+func TestOAuthErrorWithholdsToken(t *testing.T) {
+	const tok = "ya29.Tok3n-Secret-XYZ"
+	status := `{"status":"invalid_token ` + tok + `","scope":"https://mail.example/ ` + tok + `","schemes":"bearer ` + tok + `"}`
+	srv := smtptest.NewServer(t, scriptedAuth([]string{"XOAUTH2"},
+		fixed("334 "+b64(status)),
+		fixed("535 5.7.8 Username and Password not accepted")))
+	c := dialerClient(t, srv)
+	err := c.Auth(XOAuth2Auth("jdoe", StaticToken(tok), "127.0.0.1"))
+	var oe *OAuthError
+	if !errors.As(err, &oe) {
+		t.Fatalf("Auth = %v; want an *OAuthError", err)
+	}
+	for _, f := range []struct{ name, got, want string }{
+		{"Status", oe.Status, "invalid_token [withheld]"},
+		{"Scope", oe.Scope, "https://mail.example/ [withheld]"},
+		{"Schemes", oe.Schemes, "bearer [withheld]"},
+	} {
+		if f.got != f.want {
+			t.Errorf("OAuthError.%s = %q; want %q", f.name, f.got, f.want)
+		}
+	}
+	if want := `tlsmail: AUTH XOAUTH2: the server refused the token (status "invalid_token [withheld]", scope "https://mail.example/ [withheld]"): AUTH: server replied 535 5.7.8 Username and Password not accepted`; err.Error() != want {
+		t.Errorf("error %q; want %q", err, want)
+	}
+	j, _ := json.Marshal(oe)
+	for _, out := range []string{err.Error(), fmt.Sprintf("%+v", oe), fmt.Sprintf("%#v", *oe), string(j)} {
+		for _, r := range secretRuns(tok) {
+			if strings.Contains(out, r) {
+				t.Errorf("the error shows %q: %s", r, out)
+				break
+			}
+		}
+	}
+}
+
+// TestAcceptedBeforeCredentials: a server that answers 235 to an AUTH
+// command whose initial response was held back for being too long has
+// accepted credentials it never saw. The Client refuses the session and
+// never sends the token.
+func TestAcceptedBeforeCredentials(t *testing.T) {
+	long := "tok-" + strings.Repeat("t", 600)
+	srv := smtptest.NewServer(t, scriptedAuth([]string{"XOAUTH2"}, fixed("235 2.7.0 Accepted")))
+	c := dialerClient(t, srv)
+	err := c.Auth(XOAuth2Auth("jdoe", StaticToken(long), "127.0.0.1"))
+	if want := "tlsmail: AUTH XOAUTH2: the server accepted, yet the mechanism failed: server accepted before the credentials were sent"; err == nil || err.Error() != want {
+		t.Fatalf("Auth = %v; want %q", err, want)
+	}
+	if err := c.Noop(); err == nil {
+		t.Error("the session went on after a 235 to no credentials")
+	}
+	c.Close()
+	for _, l := range transcript(t, srv) {
+		if strings.Contains(l, b64("user=jdoe\x01auth=Bearer tok-")[:20]) {
+			t.Errorf("the token was sent: %.80q", l)
+		}
+	}
+}
+
+// TestScramServerErrorWithheld: the text of a SCRAM server-final error
+// (e=, RFC 5802 section 7) goes through the session's redactor, so a
+// server that quotes the password gets it withheld from the error.
+func TestScramServerErrorWithheld(t *testing.T) {
+	const pass = "Scr4m-Pass-Quoted"
+	srv := smtptest.NewServer(t, scriptedAuth([]string{"SCRAM-SHA-256"},
+		func(line string) string {
+			first, _ := base64.StdEncoding.DecodeString(strings.Fields(line)[2])
+			_, nonce, _ := strings.Cut(string(first), ",r=")
+			return "334 " + b64("r="+nonce+"srv,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096")
+		},
+		fixed("334 "+b64("e=invalid-proof: expected "+pass)),
+		fixed("501 5.7.0 Authentication aborted")))
+	c := dialerClient(t, srv)
+	err := c.Auth(ScramSHA256Auth("jdoe", pass))
+	if want := `tlsmail: AUTH SCRAM-SHA-256: SCRAM-SHA-256: server error "invalid-proof: expected [withheld]"`; err == nil || err.Error() != want {
+		t.Fatalf("Auth = %v; want %q", err, want)
+	}
+	// The "*" was answered, and the session goes on.
+	if err := c.Noop(); err != nil {
+		t.Errorf("Noop after the server's error: %v", err)
+	}
+}
+
+// TestScramIterationLimits checks the iteration counts a server may ask
+// for: at least minScramIterations (RFC 7677 section 4), at most
+// maxScramIterations, refused before any hashing otherwise.
+func TestScramIterationLimits(t *testing.T) {
+	for _, tc := range []struct{ iter, want string }{
+		{"4095", "SCRAM-SHA-256: the server asks for 4095 iterations, fewer than the minimum of 4096 (RFC 7677 section 4)"},
+		{"2097153", "SCRAM-SHA-256: the server asks for 2097153 iterations, more than the limit of 2097152"},
+		{"4000000000", "SCRAM-SHA-256: the server asks for 4000000000 iterations, more than the limit of 2097152"},
+		{"99999999999999999999", `SCRAM-SHA-256: unacceptable iteration count "99999999999999999999"`},
+		{"4096x", `SCRAM-SHA-256: unacceptable iteration count "4096x"`},
+	} {
+		a := &scramAuth{username: "user", password: hide("pencil"), clientNonce: "abc"}
+		a.Start(&ServerInfo{TLS: true})
+		start := time.Now()
+		_, err := a.Next([]byte("r=abcdef,s=W22ZaJ0SNY7soEsUEjb6gQ==,i="+tc.iter), true)
+		if err == nil || err.Error() != tc.want {
+			t.Errorf("i=%s: %v; want %q", tc.iter, err, tc.want)
+		}
+		if d := time.Since(start); d > time.Second {
+			t.Errorf("i=%s: refused after %v, as if hashing first", tc.iter, d)
+		}
 	}
 }

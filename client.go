@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"net"
@@ -358,162 +357,12 @@ func (c *Client) Auth(a Auth) error {
 	return c.export(c.authenticate(context.Background(), a))
 }
 
-func (c *Client) authenticate(ctx context.Context, a Auth) error {
-	if err := c.session(ctx); err != nil {
-		return err
-	}
-	if !c.isTLS {
-		// Why every mechanism, localhost included: a hash-based mechanism
-		// still exposes the user name and an offline-crackable exchange.
-		return wrap(ErrPlaintextAuth, "AUTH")
-	}
-	info := &ServerInfo{Name: c.serverName, TLS: c.isTLS, Auth: append([]string(nil), c.auth...)}
-	if s, ok := a.(sessionAuth); ok {
-		// Why a fresh copy: one Auth value may serve many connections at
-		// once, and the exchange's state (nonces, the channel binding)
-		// belongs to this connection alone.
-		var st *tls.ConnectionState
-		if cs, ok := c.TLSConnectionState(); ok {
-			st = &cs
-		}
-		a = s.session(st)
-	}
-	mech, resp, err := a.Start(info)
-	if err != nil {
-		return wrap(err, "AUTH")
-	}
-	if !c.advertised(mech) {
-		return fmt.Errorf("%w: %q not in server's list %q", ErrAuthUnsupported, mech, c.auth)
-	}
-	c.authMech = mech
-	if h, ok := a.(secretHolder); ok {
-		c.secrets().add(h.secrets()...)
-	}
-	line := "AUTH " + mech
-	var pending []byte // an initial response too long for the AUTH line
-	if resp != nil {
-		enc := base64.StdEncoding.EncodeToString(resp)
-		switch {
-		case len(resp) == 0:
-			// RFC 4954 section 4: an empty initial response is sent as "=".
-			line += " ="
-		case len(line)+1+len(enc) > maxCommandLine:
-			// RFC 4954 section 4: an initial response that would make the
-			// command longer than SMTP allows (RFC 5321 section
-			// 4.5.3.1.4) is sent as the answer to an empty challenge
-			// instead. OAuth tokens are often this long.
-			pending = resp
-		default:
-			c.noteSent(a, mech, nil, resp, enc)
-			line += " " + enc
-		}
-	}
-	for challenges := 0; ; challenges++ {
-		rep, err := c.exchange(ctx, "AUTH", c.timeouts.command, []int{235, 334}, line)
-		if err != nil {
-			// On a final negative reply nothing more is sent: "*" only
-			// answers a 334 (RFC 4954 section 4).
-			var e *Error
-			if o, ok := a.(oauthFailer); ok && o.oauthError() != nil && errors.As(err, &e) {
-				oe := *o.oauthError()
-				oe.Status, _ = c.secrets().redact(oe.Status)
-				oe.Scope, _ = c.secrets().redact(oe.Scope)
-				oe.Reply = e
-				return &oe
-			}
-			return err
-		}
-		if rep.Code == 334 && challenges == maxAuthChallenges {
-			// Why: each round has its own timeout, so a server that
-			// keeps challenging would keep the client busy forever.
-			c.cancelAuth(ctx)
-			return fmt.Errorf("tlsmail: AUTH %s: server sent more than %d challenges", mech, maxAuthChallenges)
-		}
-		var msg []byte
-		if rep.Code == 235 {
-			msg = []byte(strings.Join(rep.Lines, "\n"))
-		} else {
-			msg, err = base64.StdEncoding.DecodeString(strings.TrimSpace(strings.Join(rep.Lines, "")))
-			if err != nil {
-				c.cancelAuth(ctx)
-				return fmt.Errorf("tlsmail: AUTH %s: server sent a challenge that is not base64", mech)
-			}
-		}
-		if pending != nil && rep.Code == 334 {
-			if len(msg) != 0 {
-				c.cancelAuth(ctx)
-				return fmt.Errorf("tlsmail: AUTH %s: server sent a non-empty challenge where the initial response was due", mech)
-			}
-			resp, pending = pending, nil
-			line = base64.StdEncoding.EncodeToString(resp)
-			c.noteSent(a, mech, nil, resp, line)
-			continue
-		}
-		resp, err = a.Next(msg, rep.Code == 334)
-		if rep.Code == 235 {
-			if err == nil && pending != nil {
-				err = errors.New("server accepted before the credentials were sent")
-			}
-			if err != nil {
-				// The server accepted us but the mechanism could not
-				// verify the server (e.g. a SCRAM server signature): the
-				// session is not trustworthy.
-				return c.fail(wrap(err, "AUTH %s: the server accepted, yet the mechanism failed", mech))
-			}
-			return nil
-		}
-		if err != nil {
-			if errors.Is(err, errServerUnverified) {
-				// Why no "*" and no further command: the server could not
-				// prove it knows the password, so it is not the server
-				// the credentials are for.
-				return c.fail(wrap(err, "AUTH %s", mech))
-			}
-			c.cancelAuth(ctx)
-			return wrap(err, "AUTH %s", mech)
-		}
-		line = base64.StdEncoding.EncodeToString(resp)
-		c.noteSent(a, mech, msg, resp, line)
-	}
-}
-
-// maxCommandLine is the longest command line, CRLF excluded (RFC 5321
-// section 4.5.3.1.4: 512 octets with it).
-const maxCommandLine = 510
-
-// A sessionAuth is a mechanism of this package: Client.Auth runs each
-// exchange on a fresh copy made for the connection, given its TLS state
-// (nil when not TLS) for channel binding.
-type sessionAuth interface {
-	Auth
-	session(state *tls.ConnectionState) Auth
-}
-
-// oauthFailer is an OAuth mechanism that may have received the server's
-// JSON status.
-type oauthFailer interface{ oauthError() *OAuthError }
-
 // AuthMechanism returns the SASL mechanism of the last authentication
 // attempted on this connection (e.g. "SCRAM-SHA-256-PLUS" or "XOAUTH2"),
 // or "" if there was none. It shows what an Auth that chooses by itself,
 // such as PasswordAuth or OAuth2Auth, picked.
 func (c *Client) AuthMechanism() string {
 	return c.authMech
-}
-
-// secretHolder is implemented by this package's mechanisms, which know
-// what their secret is.
-type secretHolder interface{ secrets() []string }
-
-// noteSent remembers an AUTH response, encoded, and for another package's
-// mechanism also the parts of it that look secret, so that a server
-// quoting it back (some quote the command they reject), even in part,
-// cannot put credentials into an error, and from there into a log.
-func (c *Client) noteSent(a Auth, mech string, challenge, resp []byte, encoded string) {
-	c.secrets().add(encoded)
-	if _, ok := a.(secretHolder); !ok {
-		c.secrets().add(foreignSecrets(mech, challenge, resp)...)
-	}
 }
 
 // clean makes server text safe for an error: runs that repeat credentials
@@ -533,29 +382,6 @@ func (c *Client) scrub(err error) error {
 		}
 	}
 	return err
-}
-
-// maxAuthChallenges bounds the 334 challenges answered in one AUTH
-// exchange; the mechanisms in this package need at most two.
-const maxAuthChallenges = 10
-
-// cancelAuth answers a 334 challenge the mechanism gave up on with "*"
-// (RFC 4954 section 4) and reads the server's 501.
-func (c *Client) cancelAuth(ctx context.Context) {
-	_, err := c.exchange(ctx, "AUTH", c.timeouts.command, []int{501}, "*")
-	var e *Error
-	if err != nil && !errors.As(err, &e) {
-		c.fail(err)
-	}
-}
-
-func (c *Client) advertised(mech string) bool {
-	for _, m := range c.auth {
-		if strings.EqualFold(m, mech) {
-			return true
-		}
-	}
-	return false
 }
 
 // Mail issues a MAIL command to the server using the provided email

@@ -145,7 +145,15 @@ func TestFormatAuth(t *testing.T) {
 		{LoginAuth(fmtUser, fmtPass, "mx.example.com"), `tlsmail.LoginAuth("fmt-user")`},
 		{CRAMMD5Auth(fmtUser, fmtPass), `tlsmail.CRAMMD5Auth("fmt-user")`},
 		{ScramSHA256Auth(fmtUser, fmtPass), `tlsmail.ScramSHA256Auth("fmt-user")`},
+		{ScramSHA1Auth(fmtUser, fmtPass), `tlsmail.ScramSHA1Auth("fmt-user")`},
+		{ScramSHA256PlusAuth(fmtUser, fmtPass), `tlsmail.ScramSHA256PlusAuth("fmt-user")`},
+		{PasswordAuth(fmtUser, fmtPass, "mx.example.com"), `tlsmail.PasswordAuth("fmt-user")`},
+		{XOAuth2Auth(fmtUser, StaticToken(fmtPass), "mx.example.com"), `tlsmail.XOAuth2Auth("fmt-user")`},
+		{OAuthBearerAuth(fmtUser, StaticToken(fmtPass), "mx.example.com"), `tlsmail.OAuthBearerAuth("fmt-user")`},
+		{OAuth2Auth(fmtUser, StaticToken(fmtPass), "mx.example.com"), `tlsmail.OAuth2Auth("fmt-user")`},
 	} {
+		// After Start, an OAuth Auth holds the token it sent.
+		tc.a.Start(&ServerInfo{Name: "mx.example.com", TLS: true, Auth: []string{"PLAIN", "XOAUTH2"}})
 		checkFormat(t, tc.desc, tc.a, tc.desc)
 		value := reflect.ValueOf(tc.a).Elem().Interface()
 		checkFormat(t, tc.desc+" value", value, tc.desc)

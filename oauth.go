@@ -26,6 +26,10 @@ import (
 //		}
 //		return t.AccessToken, nil
 //	}, "smtp.gmail.com")
+//
+// Being a func, a TokenSource makes the Auth that holds it unequal under
+// reflect.DeepEqual to every other, even one made with the same
+// TokenSource (see Auth).
 type TokenSource func() (string, error)
 
 // StaticToken returns a TokenSource that always returns token: for a
@@ -125,10 +129,10 @@ func (a *oauthAuth) Next(fromServer []byte, more bool) ([]byte, error) {
 func (a *oauthAuth) oauthError() *OAuthError { return a.failure }
 
 func (a *oauthAuth) secrets() []string {
-	if a.sent == nil {
+	if len(a.sent.masked) == 0 {
 		return nil
 	}
-	return secretForms(a.sent())
+	return secretForms(a.sent.reveal())
 }
 
 func (a oauthAuth) String() string {
@@ -166,7 +170,11 @@ func saslName(s string) string {
 
 // An OAuthError is an OAuth 2.0 authentication the server refused, with
 // the status it gave (RFC 7628 section 3.2.2) and its final reply. It
-// never contains the token. Unwrap returns the final reply, an *Error.
+// never contains the token: Status, Scope and Schemes are the server's
+// text with every run of the session's credentials, the token included,
+// replaced by "[withheld]", so that %+v, encoding/json and dumpers, which
+// show these exported fields, show no token either. Unwrap returns the
+// final reply, an *Error.
 type OAuthError struct {
 	// Mechanism is "XOAUTH2" or "OAUTHBEARER".
 	Mechanism string

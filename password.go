@@ -15,10 +15,21 @@ import (
 // SCRAM-SHA-1, then PLAIN or LOGIN, and CRAM-MD5 only when it is the only
 // one offered. Client.AuthMechanism reports the choice.
 //
-// A server that offers only -PLUS variants of SCRAM on a connection that
-// cannot bind (TLS 1.2 without extended master secret) is refused rather
-// than authenticated without the binding. Like PlainAuth, it only
-// authenticates to host, and only over TLS.
+// On a connection that cannot bind (TLS 1.2 without the extended master
+// secret), the -PLUS variants are skipped: PasswordAuth uses SCRAM-SHA-256
+// or SCRAM-SHA-1 without the binding if the server offers either, else
+// PLAIN, LOGIN or CRAM-MD5 if it offers one, and refuses a server that
+// offers nothing but -PLUS variants. It does not refuse a server that
+// offers PLAIN beside its -PLUS variants. Why: the list of mechanisms
+// arrives over TLS, so only the TLS peer can have shortened it, and the
+// one peer the binding guards against, a man-in-the-middle holding a
+// certificate the client trusts, can as easily offer PLAIN alone, which
+// PasswordAuth accepts from any server; refusing would stop no attacker
+// and only fail against servers that let clients that cannot bind use
+// PLAIN. A caller who needs the binding uses ScramSHA256PlusAuth, which
+// never runs without it.
+//
+// Like PlainAuth, it only authenticates to host, and only over TLS.
 //
 // SCRAM prepares the user name and password with SASLprep (RFC 4013): it
 // maps non-ASCII spaces to spaces, removes characters that are mapped to
@@ -65,6 +76,9 @@ func (a *passwordAuth) choose(server *ServerInfo) (Auth, error) {
 		m.auth.username, m.auth.password, m.auth.state = a.username, a.password, a.state
 		return m.auth, nil
 	}
+	// Why PLAIN, LOGIN or CRAM-MD5 even when -PLUS was offered: see
+	// PasswordAuth; the list came over TLS, so no attacker removed
+	// anything from it.
 	switch {
 	case len(plusOnly) > 0 && !offered(server, "PLAIN") && !offered(server, "LOGIN") && !offered(server, "CRAM-MD5"):
 		// Why refuse: the server asks for the binding, and dropping it
@@ -102,7 +116,7 @@ func (a *passwordAuth) Next(fromServer []byte, more bool) ([]byte, error) {
 	return a.chosen.Next(fromServer, more)
 }
 
-func (a *passwordAuth) secrets() []string { return secretForms(a.password()) }
+func (a *passwordAuth) secrets() []string { return secretForms(a.password.reveal()) }
 
 func (a passwordAuth) String() string {
 	return "tlsmail.PasswordAuth(" + strconv.Quote(a.username) + ")"

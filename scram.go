@@ -26,7 +26,10 @@ func ScramSHA1Auth(username, password string) Auth {
 // ScramSHA256Auth returns an Auth that implements SCRAM-SHA-256 (RFC 7677,
 // RFC 5802) without channel binding. The password never crosses the
 // connection, and the server must prove it knows the password too: if its
-// final signature does not verify, authentication fails. User name and
+// final signature does not verify, authentication fails. A server that
+// asks for fewer than 4096 or more than 2,097,152 (2^21) PBKDF2
+// iterations is refused: too few make the exchange cheap to crack, too
+// many keep the client busy. User name and
 // password are prepared with SASLprep (RFC 4013) as far as the standard
 // library allows; see PasswordAuth for what is not normalised.
 func ScramSHA256Auth(username, password string) Auth {
@@ -89,6 +92,20 @@ func (a *scramAuth) mechanism() string {
 	return name
 }
 
+// minScramIterations is the least PBKDF2 iteration count accepted from a
+// server: the minimum of RFC 5802 section 5.1 and RFC 7677 section 4.
+const minScramIterations = 4096
+
+// maxScramIterations is the greatest PBKDF2 iteration count accepted from
+// a server. Deployed servers use 4096 (Dovecot, Cyrus SASL, PostgreSQL)
+// to 15000 (MongoDB); OWASP's 2023 advice for PBKDF2 password storage is
+// 600,000 iterations with SHA-256 and 1,300,000 with SHA-1. 2^21 admits
+// all of these, and costs at most about half a second of one core
+// (PBKDF2-HMAC-SHA-256 runs about 4 million iterations a second on a
+// current x86 core); a count a hostile server picks could otherwise keep
+// the client computing for hours.
+const maxScramIterations = 1 << 21
+
 // tlsExporterLabel is the exporter label of RFC 9266 section 2.
 const tlsExporterLabel = "EXPORTER-Channel-Binding"
 
@@ -117,7 +134,7 @@ func (a *scramAuth) Start(server *ServerInfo) (string, []byte, error) {
 	if err != nil {
 		return "", nil, fmt.Errorf("%s: user name %w", mech, err)
 	}
-	if _, err := saslPrep(a.password()); err != nil {
+	if _, err := saslPrep(a.password.reveal()); err != nil {
 		return "", nil, fmt.Errorf("%s: password %w", mech, err)
 	}
 	a.step, a.verified, a.serverSignature, a.cbData = 0, false, nil, nil
@@ -201,13 +218,21 @@ func (a *scramAuth) clientFinal(serverFirst string) ([]byte, error) {
 		return nil, fmt.Errorf("%s: bad salt from server", mech)
 	}
 	iter, err := strconv.Atoi(iterStr)
-	// Why a floor and a ceiling: RFC 7677 section 4 and RFC 5802 section
-	// 5.1 ask for at least 4096; a huge count from a hostile server would
-	// burn our CPU.
-	if err != nil || iter < 4096 || iter > 10_000_000 {
+	switch {
+	case err != nil:
 		return nil, fmt.Errorf("%s: unacceptable iteration count %q", mech, iterStr)
+	case iter < minScramIterations:
+		// Why a floor: fewer iterations make the exchange, which a
+		// server or an eavesdropper on a broken TLS session records,
+		// cheap to crack offline.
+		return nil, fmt.Errorf("%s: the server asks for %d iterations, fewer than the minimum of %d (RFC 7677 section 4)", mech, iter, minScramIterations)
+	case iter > maxScramIterations:
+		// Why a ceiling: the count is the server's to choose, and the
+		// client computes that many hashes before the server has proved
+		// anything.
+		return nil, fmt.Errorf("%s: the server asks for %d iterations, more than the limit of %d", mech, iter, maxScramIterations)
 	}
-	password, err := saslPrep(a.password())
+	password, err := saslPrep(a.password.reveal())
 	if err != nil {
 		return nil, fmt.Errorf("%s: password %w", mech, err)
 	}
@@ -235,7 +260,7 @@ func (a *scramAuth) clientFinal(serverFirst string) ([]byte, error) {
 func (a *scramAuth) verify(serverFinal string) error {
 	mech := a.mechanism()
 	if e, ok := strings.CutPrefix(serverFinal, "e="); ok {
-		return fmt.Errorf("%s: server error %q", mech, sanitize(e[:min(len(e), 100)]))
+		return &serverTextError{mech: mech, text: e}
 	}
 	v, ok := strings.CutPrefix(serverFinal, "v=")
 	if !ok {
@@ -251,13 +276,27 @@ func (a *scramAuth) verify(serverFinal string) error {
 	return nil
 }
 
+// A serverTextError is a mechanism's error that quotes the server: the
+// server-error attribute of SCRAM's server-final message (RFC 5802
+// section 7). Client.authenticate withholds credentials from its text
+// (see Client.withholdServerText) before the error goes anywhere.
+type serverTextError struct {
+	mech, text string
+}
+
+// Error quotes at most the first 100 bytes of the server's text, made
+// safe for a log by sanitize.
+func (e *serverTextError) Error() string {
+	return fmt.Sprintf("%s: server error %q", e.mech, sanitize(e.text[:min(len(e.text), 100)]))
+}
+
 func hmacSum(h func() hash.Hash, key []byte, msg string) []byte {
 	m := hmac.New(h, key)
 	m.Write([]byte(msg))
 	return m.Sum(nil)
 }
 
-func (a *scramAuth) secrets() []string { return secretForms(a.password()) }
+func (a *scramAuth) secrets() []string { return secretForms(a.password.reveal()) }
 
 func (a scramAuth) String() string {
 	name := "ScramSHA256Auth"
