@@ -569,14 +569,14 @@ func (c *Client) advertised(mech string) bool {
 // sent, and so is a non-ASCII address when the server lacks SMTPUTF8
 // (RFC 6531 section 3.2).
 func (c *Client) Mail(from string) error {
-	return c.export(c.mailUTF8(context.Background(), from, true))
+	return c.export(c.mail(context.Background(), from))
 }
 
-// mailUTF8 sends MAIL FROM. wantUTF8 false leaves out the SMTPUTF8
-// parameter for an ASCII sender: SendMail knows the whole message and only
-// asks for SMTPUTF8 when something needs it, so that a relay without
-// SMTPUTF8 further on has no reason to bounce (RFC 6531 section 3.2).
-func (c *Client) mailUTF8(ctx context.Context, from string, wantUTF8 bool) error {
+// mail sends MAIL FROM with BODY=8BITMIME and SMTPUTF8 whenever the
+// server offers them, as net/smtp's Mail does: Mail knows nothing of the
+// message to come. (Send, which knows the message, asks for them only
+// when it needs them; see plan.)
+func (c *Client) mail(ctx context.Context, from string) error {
 	if err := wire.CheckAddress(from); err != nil {
 		return fmt.Errorf("%w: sender %q %v", ErrInvalidInput, from, err)
 	}
@@ -591,7 +591,7 @@ func (c *Client) mailUTF8(ctx context.Context, from string, wantUTF8 bool) error
 	if _, ok := c.ext["8BITMIME"]; ok {
 		line += " BODY=8BITMIME"
 	}
-	if utf8ok && (wantUTF8 || !wire.IsASCII(from)) {
+	if utf8ok {
 		line += " SMTPUTF8"
 	}
 	_, err := c.exchange(ctx, "MAIL", c.timeouts.command, []int{250}, line)
