@@ -186,8 +186,8 @@ func (c *Client) Close() error {
 // A name containing CR, LF, NUL, spaces or angle brackets is rejected
 // before anything is sent.
 func (c *Client) Hello(localName string) error {
-	if err := wire.CheckHelloName(localName); err != nil {
-		return fmt.Errorf("%w: hello name %q %v", ErrInvalidInput, localName, err)
+	if err := checkHelloName("hello name", localName); err != nil {
+		return err
 	}
 	if c.didHello {
 		return errors.New("tlsmail: Hello called after other methods")
@@ -213,8 +213,8 @@ func (c *Client) hello(ctx context.Context) error {
 // server know only HELO). A HELO session has no extensions, so it can
 // never satisfy a STARTTLS requirement.
 func (c *Client) ehlo(ctx context.Context) error {
-	if err := wire.CheckHelloName(c.localName); err != nil {
-		return fmt.Errorf("%w: hello name %q %v", ErrInvalidInput, c.localName, err)
+	if err := checkHelloName("hello name", c.localName); err != nil {
+		return err
 	}
 	rep, err := c.cmd(ctx, "EHLO", c.timeouts.command, []int{250}, "EHLO %s", c.localName)
 	if err != nil {
@@ -577,8 +577,8 @@ func (c *Client) Mail(from string) error {
 // message to come. (Send, which knows the message, asks for them only
 // when it needs them; see plan.)
 func (c *Client) mail(ctx context.Context, from string) error {
-	if err := wire.CheckAddress(from); err != nil {
-		return fmt.Errorf("%w: sender %q %v", ErrInvalidInput, from, err)
+	if err := checkSender(from); err != nil {
+		return err
 	}
 	if err := c.mailReady(ctx, "MAIL"); err != nil {
 		return err
@@ -620,12 +620,31 @@ func (c *Client) rcpt(ctx context.Context, to string) error {
 	return err
 }
 
+// checkSender checks a MAIL FROM address before anything is sent; empty
+// is the null reverse-path.
+func checkSender(from string) error {
+	if err := wire.CheckAddress(from); err != nil {
+		return fmt.Errorf("%w: sender %q %v", ErrInvalidInput, from, err)
+	}
+	return nil
+}
+
+// checkRecipient checks a RCPT TO address before anything is sent.
 func checkRecipient(to string) error {
 	if to == "" {
 		return fmt.Errorf("%w: empty recipient", ErrInvalidInput)
 	}
 	if err := wire.CheckAddress(to); err != nil {
 		return fmt.Errorf("%w: recipient %q %v", ErrInvalidInput, to, err)
+	}
+	return nil
+}
+
+// checkHelloName checks a name for EHLO and HELO before anything is sent;
+// what says where the name came from.
+func checkHelloName(what, name string) error {
+	if err := wire.CheckHelloName(name); err != nil {
+		return fmt.Errorf("%w: %s %q %v", ErrInvalidInput, what, name, err)
 	}
 	return nil
 }
@@ -699,7 +718,7 @@ func (c *Client) ready() error {
 		return c.unusable()
 	}
 	if c.dataOpen {
-		return errors.New("tlsmail: close the Data writer before sending another command")
+		return errors.New("tlsmail: command refused: the Data writer is still open")
 	}
 	return nil
 }

@@ -160,7 +160,14 @@ type Reply struct {
 var (
 	// ErrExtensionUnsupported is returned, before the message is sent,
 	// when the message or a Message option needs an SMTP extension that
-	// the server does not offer (8BITMIME, SMTPUTF8, DSN, REQUIRETLS).
+	// the server does not offer (8BITMIME, SMTPUTF8, DSN, REQUIRETLS);
+	// for 8-bit data in a Body that could not be looked at in advance,
+	// it is returned when the first 8-bit byte turns up, and the
+	// transaction is abandoned so that nothing is delivered. For 8-bit
+	// data, encode the content as 7-bit (quoted-printable or base64
+	// MIME parts); for SMTPUTF8, use ASCII addresses and headers (RFC
+	// 2047 encoded words); otherwise drop the option or use another
+	// server.
 	ErrExtensionUnsupported = errors.New("tlsmail: server does not offer a needed SMTP extension")
 
 	// ErrMessageTooLarge is returned, before the message is sent, when

@@ -22,8 +22,8 @@ func (c *Client) plan(m *Message, body content) (plan, error) {
 	var p plan
 	var params []string
 	has := func(ext string) bool { _, ok := c.ext[ext]; return ok }
-	missing := func(ext, why, rfc string) error {
-		return fmt.Errorf("%w: %s needs %s (%s), which %s does not offer; nothing was sent", ErrExtensionUnsupported, why, ext, rfc, c.serverName)
+	missing := func(what, ext, rfc string) error {
+		return missingExtension(what, ext, rfc, c.serverName, nothingSent)
 	}
 
 	// SIZE (RFC 1870): declare what is known and refuse what is too big.
@@ -43,7 +43,7 @@ func (c *Client) plan(m *Message, body content) (plan, error) {
 	case body.known && body.eightBit && !has("8BITMIME"):
 		// Why refuse: sending 8-bit data to a 7-bit server lets a relay
 		// mangle it; the caller can re-encode it (quoted-printable).
-		return p, missing("8BITMIME", "the message has 8-bit data", "RFC 6152")
+		return p, no8BITMIME(c.serverName, nothingSent)
 	case body.known && body.eightBit, !body.known && has("8BITMIME"):
 		params = append(params, "BODY=8BITMIME")
 	case !body.known:
@@ -57,7 +57,7 @@ func (c *Client) plan(m *Message, body content) (plan, error) {
 	}
 	if utf8 {
 		if !has("SMTPUTF8") {
-			return p, missing("SMTPUTF8", "a non-ASCII address or header", "RFC 6531")
+			return p, missing("the message has a non-ASCII address or header", "SMTPUTF8", "RFC 6531")
 		}
 		params = append(params, "SMTPUTF8")
 	}
@@ -65,7 +65,7 @@ func (c *Client) plan(m *Message, body content) (plan, error) {
 	// DSN (RFC 3461).
 	if m.DSN.active() {
 		if !has("DSN") {
-			return p, missing("DSN", "delivery status notifications", "RFC 3461")
+			return p, missing("the message asks for delivery status notifications", "DSN", "RFC 3461")
 		}
 		switch m.DSN.Return {
 		case "":
@@ -91,7 +91,7 @@ func (c *Client) plan(m *Message, body content) (plan, error) {
 			// Why refuse: the caller asked that the message never travel
 			// in plaintext; sending it without the flag would quietly
 			// drop that guarantee.
-			return p, missing("REQUIRETLS", "RequireTLS", "RFC 8689")
+			return p, missing("the message sets RequireTLS", "REQUIRETLS", "RFC 8689")
 		}
 		params = append(params, "REQUIRETLS")
 	}

@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-
-	"github.com/tlsmail/tlsmail/internal/wire"
 )
 
 // SendMail connects to the server at addr over implicit TLS (RFC 8314),
@@ -136,8 +134,8 @@ func (d *Dialer) oneSession(ctx context.Context, addr string, a Auth, f func(c *
 
 // checkEnvelope validates every address before anything is sent.
 func checkEnvelope(from string, to []string) error {
-	if err := wire.CheckAddress(from); err != nil {
-		return fmt.Errorf("%w: sender %q %v", ErrInvalidInput, from, err)
+	if err := checkSender(from); err != nil {
+		return err
 	}
 	if len(to) == 0 {
 		return fmt.Errorf("%w: no recipients", ErrInvalidInput)
