@@ -307,8 +307,10 @@ func ioError(step string, d time.Duration, err error) error {
 // sent whole. It matches ErrUnknownOutcome and its cause.
 type unknownOutcome struct{ cause error }
 
+// Error is the cause, then ErrUnknownOutcome's text: the condition has
+// one message, and what to do about it is in ErrUnknownOutcome's doc.
 func (e *unknownOutcome) Error() string {
-	return "tlsmail: " + inner(e.cause) + "; the outcome is unknown: the message may have been delivered, so resending it may deliver a duplicate"
+	return "tlsmail: " + inner(e.cause) + "; " + inner(ErrUnknownOutcome)
 }
 
 func (e *unknownOutcome) Unwrap() []error { return []error{ErrUnknownOutcome, e.cause} }
