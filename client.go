@@ -185,8 +185,8 @@ func (c *Client) Close() error {
 // A name containing CR, LF, NUL, spaces or angle brackets is rejected
 // before anything is sent.
 func (c *Client) Hello(localName string) error {
-	if err := wire.CheckHelloName(localName); err != nil {
-		return fmt.Errorf("%w: hello name %q %v", ErrInvalidInput, localName, err)
+	if err := checkHelloName("hello name", localName); err != nil {
+		return err
 	}
 	if c.didHello {
 		return errors.New("tlsmail: Hello called after other methods")
@@ -212,8 +212,8 @@ func (c *Client) hello(ctx context.Context) error {
 // server know only HELO). A HELO session has no extensions, so it can
 // never satisfy a STARTTLS requirement.
 func (c *Client) ehlo(ctx context.Context) error {
-	if err := wire.CheckHelloName(c.localName); err != nil {
-		return fmt.Errorf("%w: hello name %q %v", ErrInvalidInput, c.localName, err)
+	if err := checkHelloName("hello name", c.localName); err != nil {
+		return err
 	}
 	rep, err := c.cmd(ctx, "EHLO", c.timeouts.command, []int{250}, "EHLO %s", c.localName)
 	if err != nil {
@@ -395,16 +395,16 @@ func (c *Client) scrub(err error) error {
 // sent, and so is a non-ASCII address when the server lacks SMTPUTF8
 // (RFC 6531 section 3.2).
 func (c *Client) Mail(from string) error {
-	return c.export(c.mailUTF8(context.Background(), from, true))
+	return c.export(c.mail(context.Background(), from))
 }
 
-// mailUTF8 sends MAIL FROM. wantUTF8 false leaves out the SMTPUTF8
-// parameter for an ASCII sender: SendMail knows the whole message and only
-// asks for SMTPUTF8 when something needs it, so that a relay without
-// SMTPUTF8 further on has no reason to bounce (RFC 6531 section 3.2).
-func (c *Client) mailUTF8(ctx context.Context, from string, wantUTF8 bool) error {
-	if err := wire.CheckAddress(from); err != nil {
-		return fmt.Errorf("%w: sender %q %v", ErrInvalidInput, from, err)
+// mail sends MAIL FROM with BODY=8BITMIME and SMTPUTF8 whenever the
+// server offers them, as net/smtp's Mail does: Mail knows nothing of the
+// message to come. (Send, which knows the message, asks for them only
+// when it needs them; see plan.)
+func (c *Client) mail(ctx context.Context, from string) error {
+	if err := checkSender(from); err != nil {
+		return err
 	}
 	if err := c.mailReady(ctx, "MAIL"); err != nil {
 		return err
@@ -417,7 +417,7 @@ func (c *Client) mailUTF8(ctx context.Context, from string, wantUTF8 bool) error
 	if _, ok := c.ext["8BITMIME"]; ok {
 		line += " BODY=8BITMIME"
 	}
-	if utf8ok && (wantUTF8 || !wire.IsASCII(from)) {
+	if utf8ok {
 		line += " SMTPUTF8"
 	}
 	_, err := c.exchange(ctx, "MAIL", c.timeouts.command, []int{250}, line)
@@ -446,12 +446,31 @@ func (c *Client) rcpt(ctx context.Context, to string) error {
 	return err
 }
 
+// checkSender checks a MAIL FROM address before anything is sent; empty
+// is the null reverse-path.
+func checkSender(from string) error {
+	if err := wire.CheckAddress(from); err != nil {
+		return fmt.Errorf("%w: sender %q %v", ErrInvalidInput, from, err)
+	}
+	return nil
+}
+
+// checkRecipient checks a RCPT TO address before anything is sent.
 func checkRecipient(to string) error {
 	if to == "" {
 		return fmt.Errorf("%w: empty recipient", ErrInvalidInput)
 	}
 	if err := wire.CheckAddress(to); err != nil {
 		return fmt.Errorf("%w: recipient %q %v", ErrInvalidInput, to, err)
+	}
+	return nil
+}
+
+// checkHelloName checks a name for EHLO and HELO before anything is sent;
+// what says where the name came from.
+func checkHelloName(what, name string) error {
+	if err := wire.CheckHelloName(name); err != nil {
+		return fmt.Errorf("%w: %s %q %v", ErrInvalidInput, what, name, err)
 	}
 	return nil
 }
@@ -525,7 +544,7 @@ func (c *Client) ready() error {
 		return c.unusable()
 	}
 	if c.dataOpen {
-		return errors.New("tlsmail: close the Data writer before sending another command")
+		return errors.New("tlsmail: command refused: the Data writer is still open")
 	}
 	return nil
 }

@@ -94,13 +94,12 @@ func (w *stallWriter) Write(p []byte) (int, error) {
 
 // dataWriter is the io.WriteCloser returned by Data.
 type dataWriter struct {
-	c        *Client
-	ctx      context.Context
-	dot      *wire.DotWriter
-	stop     func() bool
-	closed   bool
-	sevenBit bool  // refuse 8-bit data: the server was not told BODY=8BITMIME
-	n        int64 // octets taken, for the trace
+	c      *Client
+	ctx    context.Context
+	dot    *wire.DotWriter
+	stop   func() bool
+	closed bool
+	n      int64 // octets taken, for the trace
 }
 
 func (w *dataWriter) Write(p []byte) (int, error) {
@@ -119,12 +118,6 @@ func (w *dataWriter) write(p []byte) (int, error) {
 	if err := w.cancelled(); err != nil {
 		return 0, err
 	}
-	if w.sevenBit && !isASCIIBytes(p) {
-		// Why abandon rather than send: the server was not told the data
-		// is 8-bit and may mangle it; closing before the end-of-data
-		// marker guarantees that nothing is delivered.
-		return 0, c.fail(fmt.Errorf("%w: the message has 8-bit data, which needs 8BITMIME (RFC 6152), and %s does not offer it; the transaction was abandoned and nothing was delivered", ErrExtensionUnsupported, c.serverName))
-	}
 	n, err := w.dot.Write(p)
 	w.n += int64(n)
 	if err != nil {
@@ -138,16 +131,14 @@ func (w *dataWriter) Close() error {
 }
 
 func (w *dataWriter) close() error {
-	_, err := w.closeReply()
-	return err
+	return w.closeReply()
 }
 
-// closeReply sends the end-of-data marker and returns the server's
-// positive reply.
-func (w *dataWriter) closeReply() (wire.Reply, error) {
+// closeReply sends the end-of-data marker and checks the server's reply.
+func (w *dataWriter) closeReply() error {
 	c := w.c
 	if w.closed {
-		return wire.Reply{}, errors.New("tlsmail: Data writer already closed")
+		return errors.New("tlsmail: Data writer already closed")
 	}
 	w.closed = true
 	c.dataOpen = false
@@ -157,13 +148,13 @@ func (w *dataWriter) closeReply() (wire.Reply, error) {
 		}
 	}()
 	if c.err != nil {
-		return wire.Reply{}, c.unusable()
+		return c.unusable()
 	}
 	if err := w.cancelled(); err != nil {
-		return wire.Reply{}, err
+		return err
 	}
 	if err := w.dot.Close(); err != nil {
-		return wire.Reply{}, c.fail(w.ioError("writing message data", c.timeouts.data, err))
+		return c.fail(w.ioError("writing message data", c.timeouts.data, err))
 	}
 	// The end-of-data marker has been sent: from here on the server may
 	// have taken responsibility for the message, and a failure means the
@@ -185,9 +176,9 @@ func (w *dataWriter) closeReply() (wire.Reply, error) {
 		// Why a distinct error: without the final reply nobody knows
 		// whether the server took the message; a caller that resends on
 		// every error would deliver it twice.
-		return rep, c.fail(&unknownOutcome{w.ioError("reading reply to end of data", c.timeouts.data, c.scrub(err))})
+		return c.fail(&unknownOutcome{w.ioError("reading reply to end of data", c.timeouts.data, c.scrub(err))})
 	}
-	return rep, c.check("DATA", rep, []int{250})
+	return c.check("DATA", rep, []int{250})
 }
 
 // cancelled reports a cancelled context as the failure of the session.

@@ -69,26 +69,35 @@
 // # Trace
 //
 // Dialer.Trace (and Client.SetTrace, for clients made by NewClient) takes
-// a *slog.Logger that receives a record of each session, at
-// slog.LevelInfo, each with the attribute "server":
+// a *slog.Logger that receives a record of each session. Every record is
+// at slog.LevelInfo, has the attribute "server" (the host dialed) and one
+// of these messages:
 //
-//   - "connect": the TCP connection; "addr", "mode", "elapsed".
-//   - "tls": a finished handshake; "version", "cipher", "resumed",
-//     "starttls", "peer" (the certificate's subject), "not_after",
-//     "days_left", "elapsed".
-//   - "fallback": implicit TLS failed and STARTTLS is tried; "from",
-//     "to", "reason".
-//   - "command": a command line as sent; "line".
-//   - "reply": a reply; "command" (what it answers), "code", "text",
-//     "elapsed" (since the command was sent).
-//   - "data": message content sent; "via" (DATA or BDAT), "bytes", and
-//     "chunks" for BDAT.
-//   - "failure": connecting or a TLS handshake failed; "step", "error".
+//   - "connect": the TCP connection is up; "addr", "mode", "elapsed".
+//   - "tls": a TLS handshake finished; "version", "cipher", "resumed",
+//     "starttls" (false for implicit TLS), "peer" (the leaf certificate's
+//     subject), "not_after", "days_left", "elapsed".
+//   - "fallback": implicit TLS failed and the Dialer tries STARTTLS;
+//     "from", "to", "reason" (the error).
+//   - "command": a command line as sent, without CRLF; "line".
+//   - "reply": a reply; "command" (the command it answers, or "greeting",
+//     or "end of data"), "code", "text", "elapsed" (since its command was
+//     sent, or the wait, for a greeting).
+//   - "data": message content went out; "via" (DATA or BDAT), "bytes"
+//     (the caller's octets) and, for BDAT, "chunks".
+//   - "failure": connecting or a TLS handshake failed; "step" ("connect",
+//     "TLS handshake" or "STARTTLS handshake"), "error".
 //
-// AUTH lines show the mechanism only; responses to challenges, and the
-// challenges, show as "[response withheld]" and "[challenge withheld]";
-// any other text that repeats a credential sent on the session is
-// withheld as in errors; message content shows as its size. A nil Trace
+// No credential reaches the trace. An AUTH command shows its mechanism
+// only ("AUTH PLAIN"), followed by "[initial response withheld]" when it
+// carries an initial response; each response to a challenge is the line
+// "[response withheld]", and each challenge (a 334 reply) has the text
+// "[challenge withheld]". The records show that these lines were sent and
+// received and nothing of their content, not even their length, which
+// would tell a password's. The cancellation "*" shows as sent. Every
+// other line, sent or received, passes through the redactor that serves
+// errors: a run of characters that repeats a credential sent on the
+// session is withheld. Message content shows as its size. A nil Trace
 // records nothing and costs a nil check per record.
 //
 // # Use

@@ -41,7 +41,10 @@ var (
 
 	// ErrProtocol is returned when the server breaks the SMTP protocol: a
 	// malformed or oversized reply, a reply code the command cannot take,
-	// or a reply that answers no command. The connection is closed.
+	// or a reply that answers no command. The connection is closed. A
+	// reply to no command is what a test double that hands over every
+	// scripted reply at once produces: test against a real SMTP server
+	// on loopback instead (package smtptest).
 	ErrProtocol = errors.New("tlsmail: SMTP protocol error")
 
 	// ErrUnknownOutcome is returned when the whole message, end-of-data
@@ -214,6 +217,28 @@ func isInvalidAt(s string, i int) bool {
 	return size == 1
 }
 
+// What became of a message refused for an extension the server lacks.
+const (
+	nothingSent = "nothing was sent" // refused before MAIL
+	abandoned   = "the transaction was abandoned and nothing was delivered"
+)
+
+// missingExtension is the error for a message that needs ext (defined in
+// rfc), which server does not offer: what says what in the message needs
+// it, outcome what became of the message (nothingSent or abandoned).
+func missingExtension(what, ext, rfc, server, outcome string) error {
+	return fmt.Errorf("%w: %s, which needs %s (%s), and %s does not offer it; %s",
+		ErrExtensionUnsupported, what, ext, rfc, server, outcome)
+}
+
+// no8BITMIME is the one error for 8-bit data and a server without
+// 8BITMIME, whether plan finds the data before anything is sent
+// (nothingSent) or the engine finds it while streaming a body it could
+// not look at first (abandoned).
+func no8BITMIME(server, outcome string) error {
+	return missingExtension("the message has 8-bit data", "8BITMIME", "RFC 6152", server, outcome)
+}
+
 // prefixed wraps err under a tlsmail prefix without repeating "tlsmail: "
 // when err already starts with it. errors.Is and errors.As see err.
 type prefixed struct {
@@ -282,8 +307,10 @@ func ioError(step string, d time.Duration, err error) error {
 // sent whole. It matches ErrUnknownOutcome and its cause.
 type unknownOutcome struct{ cause error }
 
+// Error is the cause, then ErrUnknownOutcome's text: the condition has
+// one message, and what to do about it is in ErrUnknownOutcome's doc.
 func (e *unknownOutcome) Error() string {
-	return "tlsmail: " + inner(e.cause) + "; the outcome is unknown: the message may have been delivered, so resending it may deliver a duplicate"
+	return "tlsmail: " + inner(e.cause) + "; " + inner(ErrUnknownOutcome)
 }
 
 func (e *unknownOutcome) Unwrap() []error { return []error{ErrUnknownOutcome, e.cause} }

@@ -101,10 +101,12 @@ func TestSendExtensions(t *testing.T) {
 		mailParams string
 		rcptParams string
 		is         error
+		text       string // the whole error, for an ErrExtensionUnsupported
 	}{
 		{name: "7-bit", msg: Message{Body: strings.NewReader("Subject: x\r\n\r\nhi\r\n")}, mailParams: "SIZE=18"},
 		{name: "8-bit", msg: Message{Body: strings.NewReader(eight)}, mailParams: "SIZE=28 BODY=8BITMIME"},
-		{name: "8-bit without 8BITMIME", exts: []string{"SIZE 1000"}, msg: Message{Body: strings.NewReader(eight)}, is: ErrExtensionUnsupported},
+		{name: "8-bit without 8BITMIME", exts: []string{"SIZE 1000"}, msg: Message{Body: strings.NewReader(eight)}, is: ErrExtensionUnsupported,
+			text: "the message has 8-bit data, which needs 8BITMIME (RFC 6152), and 127.0.0.1 does not offer it; nothing was sent"},
 		{name: "UTF-8 header", msg: Message{Body: bytes.NewBufferString("Subject: \xc3\xbc\r\n\r\nx\r\n")}, mailParams: "SIZE=18 BODY=8BITMIME SMTPUTF8"},
 		{name: "too large", msg: Message{Body: strings.NewReader(strings.Repeat("x", 1001))}, is: ErrMessageTooLarge},
 		{name: "no SIZE offered", exts: []string{"8BITMIME"}, msg: Message{Body: strings.NewReader(strings.Repeat("x", 5000))}, mailParams: ""},
@@ -114,9 +116,11 @@ func TestSendExtensions(t *testing.T) {
 			mailParams: "SIZE=3 RET=HDRS ENVID=id+2B1+3D2", rcptParams: "NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;b@example.com"},
 		{name: "DSN NEVER", msg: Message{Body: strings.NewReader("x"), DSN: DSN{Notify: NotifyNever}}, mailParams: "SIZE=3", rcptParams: "NOTIFY=NEVER"},
 		{name: "DSN NEVER and more", msg: Message{Body: strings.NewReader("x"), DSN: DSN{Notify: NotifyNever | NotifyDelay}}, is: ErrInvalidInput},
-		{name: "DSN not offered", exts: []string{"SIZE 1000"}, msg: Message{Body: strings.NewReader("x"), DSN: DSN{Return: ReturnFull}}, is: ErrExtensionUnsupported},
+		{name: "DSN not offered", exts: []string{"SIZE 1000"}, msg: Message{Body: strings.NewReader("x"), DSN: DSN{Return: ReturnFull}}, is: ErrExtensionUnsupported,
+			text: "the message asks for delivery status notifications, which needs DSN (RFC 3461), and 127.0.0.1 does not offer it; nothing was sent"},
 		{name: "REQUIRETLS", msg: Message{Body: strings.NewReader("x"), RequireTLS: true}, mailParams: "SIZE=3 REQUIRETLS"},
-		{name: "REQUIRETLS not offered", exts: []string{"SIZE 1000"}, msg: Message{Body: strings.NewReader("x"), RequireTLS: true}, is: ErrExtensionUnsupported},
+		{name: "REQUIRETLS not offered", exts: []string{"SIZE 1000"}, msg: Message{Body: strings.NewReader("x"), RequireTLS: true}, is: ErrExtensionUnsupported,
+			text: "the message sets RequireTLS, which needs REQUIRETLS (RFC 8689), and 127.0.0.1 does not offer it; nothing was sent"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			exts := tc.exts
@@ -132,6 +136,9 @@ func TestSendExtensions(t *testing.T) {
 			if tc.is != nil {
 				if !errors.Is(err, tc.is) {
 					t.Fatalf("Send = %v; want %v", err, tc.is)
+				}
+				if want := "tlsmail: server does not offer a needed SMTP extension: " + tc.text; tc.text != "" && err.Error() != want {
+					t.Errorf("Send = %q; want %q", err, want)
 				}
 				// Refused before anything of the message was sent.
 				wantTranscript(t, srv, "tls: EHLO localhost", "tls: QUIT")
@@ -161,8 +168,9 @@ func TestSendStreamed8BitWithout8BITMIME(t *testing.T) {
 	c := dialerClient(t, srv)
 	body := onlyReader{strings.NewReader("Subject: x\r\n\r\n" + strings.Repeat("ascii line\r\n", 10000) + "caf\xc3\xa9\r\n")}
 	_, err := c.Send(context.Background(), &Message{From: "a@example.com", To: []string{"b@example.com"}, Body: body})
-	if !errors.Is(err, ErrExtensionUnsupported) || !strings.Contains(err.Error(), "nothing was delivered") {
-		t.Fatalf("Send = %v", err)
+	// The same condition as the refusal before MAIL, with one message.
+	if want := no8BITMIME(c.serverName, abandoned); !errors.Is(err, ErrExtensionUnsupported) || err.Error() != want.Error() {
+		t.Fatalf("Send = %v; want %v", err, want)
 	}
 	srv.WaitIdle(2e9)
 	if len(srv.Messages()) != 0 {

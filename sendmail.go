@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-
-	"github.com/tlsmail/tlsmail/internal/wire"
 )
 
 // SendMail connects to the server at addr over implicit TLS (RFC 8314),
@@ -81,10 +79,63 @@ func (c *Client) sendMail(ctx context.Context, a Auth, from string, to []string,
 	return err
 }
 
+// Send dials addr as DialContext does, authenticates with a if it is not
+// nil, sends m as Client.Send does and ends the session with QUIT, which
+// rides with the end of the message. Because the session ends, DATA goes
+// in the envelope's group even for an all-or-nothing message with several
+// recipients: if one is refused, the connection is closed before the end
+// of data, which delivers the message to nobody (RFC 5321 section 3.8).
+func (d *Dialer) Send(ctx context.Context, addr string, a Auth, m *Message) (*Result, error) {
+	if err := checkEnvelope(m.From, m.To); err != nil {
+		return nil, err
+	}
+	var res *Result
+	err := d.oneSession(ctx, addr, a, func(c *Client) (err error) {
+		res, err = c.send(ctx, m, sendOpts{lastUse: true})
+		return err
+	})
+	return res, err
+}
+
+// SendBatch dials addr as DialContext does, authenticates with a if it is
+// not nil, sends msgs as Client.SendBatch does and ends the session with
+// QUIT, which rides with the last message.
+func (d *Dialer) SendBatch(ctx context.Context, addr string, a Auth, msgs []*Message) ([]BatchResult, error) {
+	var res []BatchResult
+	err := d.oneSession(ctx, addr, a, func(c *Client) (err error) {
+		res, err = c.batch(ctx, msgs, sendOpts{stream: true, lastUse: true})
+		return err
+	})
+	return res, err
+}
+
+// oneSession dials addr, authenticates with a if it is not nil, runs f
+// and ends the session with QUIT (which f's last message may already
+// have sent along with it) while the server is still responsive, so that
+// it does not log a lost connection. After f, QUIT's result changes
+// nothing: a message accepted stays accepted.
+func (d *Dialer) oneSession(ctx context.Context, addr string, a Auth, f func(c *Client) error) error {
+	c, err := d.DialContext(ctx, addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if a != nil {
+		err = c.authenticate(ctx, a)
+	}
+	if err == nil {
+		err = f(c)
+	}
+	if c.err == nil {
+		c.quit(ctx)
+	}
+	return err
+}
+
 // checkEnvelope validates every address before anything is sent.
 func checkEnvelope(from string, to []string) error {
-	if err := wire.CheckAddress(from); err != nil {
-		return fmt.Errorf("%w: sender %q %v", ErrInvalidInput, from, err)
+	if err := checkSender(from); err != nil {
+		return err
 	}
 	if len(to) == 0 {
 		return fmt.Errorf("%w: no recipients", ErrInvalidInput)

@@ -12,8 +12,6 @@ import (
 	"strings"
 	"syscall"
 	"time"
-
-	"github.com/tlsmail/tlsmail/internal/wire"
 )
 
 // Mode says how a Dialer secures the connection. There is deliberately no
@@ -217,10 +215,10 @@ func (d *Dialer) DialContext(ctx context.Context, addr string) (*Client, error) 
 	if err != nil {
 		return nil, err
 	}
-	if err := wire.CheckHelloName(d.localName()); err != nil {
-		// Checked before connecting: EHLO goes out later, when nothing
-		// could be done about the name any more.
-		return nil, fmt.Errorf("%w: Dialer.LocalName %q %v", ErrInvalidInput, d.localName(), err)
+	// Checked before connecting: EHLO goes out later, when nothing could
+	// be done about the name any more.
+	if err := checkHelloName("Dialer.LocalName", d.localName()); err != nil {
+		return nil, err
 	}
 	switch d.Mode {
 	case ImplicitTLS:

@@ -10,29 +10,14 @@ import (
 	"github.com/tlsmail/tlsmail/internal/wire"
 )
 
-// The protocol trace (Dialer.Trace, Client.SetTrace). Every record is at
-// slog.LevelInfo, has the attribute "server" (the host dialed) and one of
-// these messages:
+// The protocol trace (Dialer.Trace, Client.SetTrace). The records, their
+// attributes and what is withheld from them are documented once, in the
+// package documentation (doc.go, "Trace"); a change here changes that list.
 //
-//   - "connect": the TCP connection is up; "addr", "mode" and "elapsed".
-//   - "tls": a TLS handshake finished; "version", "cipher", "resumed",
-//     "peer" (the leaf certificate's subject), "not_after", "days_left",
-//     "starttls" (false for implicit TLS) and "elapsed".
-//   - "fallback": implicit TLS failed and the Dialer tries STARTTLS;
-//     "from", "to" and "reason" (the error).
-//   - "command": a command line as sent; "line".
-//   - "reply": a reply; "command" (what it answers), "code", "text" and
-//     "elapsed" (since its command was sent, or the wait, for a greeting).
-//   - "data": message content went out; "via" (DATA or BDAT), "bytes"
-//     (the caller's octets) and, for BDAT, "chunks".
-//   - "failure": connecting or a TLS handshake failed; "step" and
-//     "error".
-//
-// Why the trace can never leak a credential: AUTH lines are recorded as
-// their mechanism only, and the answers to challenges, and challenges,
-// not at all (not even their length, which would tell a password's), and every other line passes through the same
-// redactor as server text in errors, which withholds any run of a
-// credential sent on the session. Message content is recorded as a size.
+// Why the trace can never leak a credential: command and authLine reduce
+// every AUTH line to its mechanism and a placeholder, reply replaces
+// every challenge (334) with a placeholder, and every other line goes
+// through clean, the redactor that serves errors.
 
 // tracer writes the records of one session; a nil *tracer writes
 // nothing, so that a session without a trace pays one comparison per

@@ -4,14 +4,29 @@ import (
 	"context"
 )
 
-// A BatchResult is the outcome of one message of SendBatch.
-type BatchResult struct {
-	// Result holds the per-recipient outcome and the final reply, as
-	// Send returns them; nil when the message was not attempted or its
-	// MAIL command was refused.
-	Result *Result
-	// Err is nil when the message was accepted, as Send's error.
-	Err error
+// Send sends m on the Client's connection: MAIL, one RCPT per recipient,
+// DATA and the streamed body, with the parameters m asks for. It returns
+// per-recipient results and the final reply; err is nil only when the
+// message was accepted for delivery, to every recipient or, with
+// m.PartialDelivery, to those the server accepted (see Result). A refused
+// recipient under all-or-nothing, or all recipients refused, is an *Error
+// (the first refusal), after which the transaction is reset and the
+// Client can send again. ctx bounds the whole exchange.
+//
+// When the server offers PIPELINING (RFC 2920), MAIL, the RCPTs and DATA
+// go in one group and every reply is checked. A message with one
+// recipient, or with PartialDelivery, is committed without waiting for
+// the RCPT replies, since a refusal then leaves nobody to deliver to
+// against the caller's wish; an all-or-nothing message with several
+// recipients waits for them before its content. With CHUNKING (RFC 3030)
+// the content is sent as BDAT chunks, without dot-stuffing; a message
+// that fits in one chunk and may be committed blind rides with its
+// envelope, so that it costs one round trip.
+//
+// Send requires the Client to be TLS, like Mail. Authenticate first with
+// Auth if the server needs it.
+func (c *Client) Send(ctx context.Context, m *Message) (*Result, error) {
+	return c.send(ctx, m, sendOpts{})
 }
 
 // SendBatch sends msgs on the Client's connection, one transaction each,
@@ -52,14 +67,13 @@ func (c *Client) batch(ctx context.Context, msgs []*Message, o sendOpts) ([]Batc
 	return out, first
 }
 
-// SendBatch dials addr as DialContext does, authenticates with a if it is
-// not nil, sends msgs as Client.SendBatch does and ends the session with
-// QUIT, which rides with the last message.
-func (d *Dialer) SendBatch(ctx context.Context, addr string, a Auth, msgs []*Message) ([]BatchResult, error) {
-	var res []BatchResult
-	err := d.oneSession(ctx, addr, a, func(c *Client) (err error) {
-		res, err = c.batch(ctx, msgs, sendOpts{stream: true, lastUse: true})
-		return err
-	})
-	return res, err
+// send runs one mail transaction.
+func (c *Client) send(ctx context.Context, m *Message, o sendOpts) (*Result, error) {
+	res, errs := c.run(ctx, []*Message{m}, o)
+	return res[0], errs[0]
 }
+
+// writerFunc adapts a func to io.Writer.
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
