@@ -671,8 +671,7 @@ func (c *Client) unsolicited(before string) error {
 	if bytes.HasPrefix(peek, []byte("421")) {
 		return c.fail(fmt.Errorf("%w: reply %q arrived before %s was sent", ErrServerClosing, wire.Quote([]byte(text)), before))
 	}
-	return c.fail(fmt.Errorf("%w: server sent %q before %s was sent, a reply to no command "+
-		"(a test double that hands over every scripted reply at once causes this: test against a real SMTP server on loopback instead)",
+	return c.fail(fmt.Errorf("%w: server sent %q before %s was sent, a reply to no command",
 		ErrProtocol, wire.Quote([]byte(text)), before))
 }
 

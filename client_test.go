@@ -942,9 +942,10 @@ func TestHELOFallbackAndQuit(t *testing.T) {
 	})
 }
 
-// TestUnsolicitedReplySaysWhatToDo checks that the error for a reply to no
-// command tells a test author what to use instead of a scripted fake.
-func TestUnsolicitedReplySaysWhatToDo(t *testing.T) {
+// TestUnsolicitedReplySaysWhatHappened checks that the error for a reply
+// to no command says what arrived and before which command; the advice
+// for test authors lives in ErrProtocol's documentation.
+func TestUnsolicitedReplySaysWhatHappened(t *testing.T) {
 	srv := smtptest.NewServer(t, &smtptest.Options{Handler: func(s *smtptest.Session, line string) bool {
 		if strings.HasPrefix(line, "MAIL") {
 			s.Reply("250 ok", "250 and one more")
@@ -957,7 +958,8 @@ func TestUnsolicitedReplySaysWhatToDo(t *testing.T) {
 		t.Fatal(err)
 	}
 	err := c.Rcpt("b@example.com")
-	if !errors.Is(err, ErrProtocol) || !strings.Contains(err.Error(), "a reply to no command") || !strings.Contains(err.Error(), "real SMTP server on loopback") {
+	want := `tlsmail: SMTP protocol error: server sent "250 and one more\r\n" before RCPT was sent, a reply to no command`
+	if !errors.Is(err, ErrProtocol) || err.Error() != want {
 		t.Fatalf("Rcpt = %v", err)
 	}
 }

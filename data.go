@@ -160,24 +160,15 @@ func (w *dataWriter) closeReply() error {
 	// have taken responsibility for the message, and a failure means the
 	// outcome is unknown. RFC 5321 section 4.5.3.2.6: the server may take
 	// a while to accept.
-	c.conn.SetDeadline(deadline(c.timeouts.data))
 	c.tr.data("DATA", w.n, 0)
-	sent := time.Now()
-	var rep wire.Reply
-	err := w.cancelled()
-	if err == nil {
-		rep, err = wire.ReadReply(c.Text.R)
-	}
-	if err == nil {
-		c.tr.reply("end of data", rep, time.Since(sent))
-	}
-	c.conn.SetDeadline(time.Time{})
+	rep, err := c.receive(w.ctx, "end of data", "reading reply to end of data", c.timeouts.data, time.Now())
 	if err != nil {
 		// Why a distinct error: without the final reply nobody knows
 		// whether the server took the message; a caller that resends on
 		// every error would deliver it twice.
-		return c.fail(&unknownOutcome{w.ioError("reading reply to end of data", c.timeouts.data, c.scrub(err))})
+		return &unknownOutcome{err}
 	}
+	c.conn.SetReadDeadline(time.Time{})
 	return c.check("DATA", rep, []int{250})
 }
 

@@ -650,7 +650,7 @@ func (e *engine) abandon(t *txn, readErr, writeErr error, step string, chunked b
 	var err error
 	switch {
 	case errors.Is(writeErr, errEightBit):
-		err = fmt.Errorf("%w: the message has 8-bit data, which needs 8BITMIME (RFC 6152), and %s does not offer it; the transaction was abandoned and nothing was delivered", ErrExtensionUnsupported, c.serverName)
+		err = no8BITMIME(c.serverName, abandoned)
 	case c.err != nil:
 		t.err = c.err
 		e.cut()
