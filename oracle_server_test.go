@@ -118,6 +118,15 @@ var allowed = map[point][]faultKind{
 	pQuit:     {fDelay, f421, fDropBefore, fSurplusSame, fWrong},
 }
 
+// pointWeight scales the fault rate at a point. Why: the greeting and
+// EHLO come once per connection and a fault there ends the session before
+// any mail, while a chunk that is not the last comes only with a large
+// message; plain rates would spend most faults on the first and almost
+// none on the second.
+var pointWeight = map[point]float64{
+	pGreeting: 0.2, pEHLO: 0.2, pMail: 1, pRcpt: 1, pData: 1, pContent: 1, pChunk: 4, pEnd: 1.5, pRset: 1, pQuit: 1,
+}
+
 // confusing says which faults make the server's replies misleading: after
 // one, no client can be expected to know every outcome.
 func (k faultKind) confusing() bool {
@@ -191,6 +200,11 @@ type commit struct {
 type connRecord struct {
 	confusing bool // a confusing fault was injected
 	surplus   bool // a surplus reply was sent
+	// hidden: a surplus reply was sent that the client may not have seen
+	// before committing: in a write of its own, or without PIPELINING (the
+	// client then reads in step and the reply that shows the shift comes
+	// only after its next command), or followed by a delay.
+	hidden bool
 }
 
 // closeStyle is how the server ends a connection.
@@ -308,7 +322,7 @@ type srvConn struct {
 	// MAIL or RSET: the RCPTs that follow it are recorded there, with
 	// their 503, so that a client's claims about them can be checked.
 	refused *txRecord
-	closed bool
+	closed  bool
 }
 
 // decide draws the fault for the next reply point. Each point has its own
@@ -318,7 +332,7 @@ type srvConn struct {
 func (c *srvConn) decide(p point) decision {
 	rng := mrand.New(mrand.NewPCG(c.s.cfg.seed, uint64(c.id)<<32|uint64(c.points)))
 	c.points++
-	if rng.Float64() >= c.s.cfg.rate {
+	if rng.Float64() >= min(0.9, c.s.cfg.rate*pointWeight[p]) {
 		return decision{}
 	}
 	var kinds []faultKind
@@ -344,6 +358,9 @@ func (c *srvConn) decide(p point) decision {
 	d.close = closeStyle(rng.IntN(3))
 	d.delay = time.Duration(1+rng.IntN(20)) * time.Millisecond
 	d.after = rng.IntN(600)
+	if rng.IntN(3) == 0 {
+		d.after = rng.IntN(300000) // well into a large message
+	}
 	if d.kind == fDelay && rng.IntN(10) == 0 {
 		d.delay = time.Duration(100+rng.IntN(150)) * time.Millisecond
 	}
@@ -441,6 +458,8 @@ func (c *srvConn) close(style closeStyle) {
 	c.s.logf("S: [conn %d %s]", c.id, closeNames[style])
 	c.w.Flush()
 	switch style {
+	case closeFull:
+		// Close alone, below.
 	case closeClean:
 		c.tc.CloseWrite()
 		c.raw.SetReadDeadline(time.Now().Add(5 * time.Second))
@@ -462,6 +481,12 @@ func (c *srvConn) answer(d decision, reply, bad string) bool {
 	}
 	if d.kind.confusing() {
 		c.rec.confusing = true
+	}
+	if d.kind == fSurplusSame || d.kind == fSurplusLater {
+		c.rec.surplus = true
+	}
+	if c.rec.surplus && (d.kind == fDelay || d.kind == fSurplusLater || !c.s.cfg.pipelining) {
+		c.rec.hidden = true
 	}
 	switch d.kind {
 	case fDelay:

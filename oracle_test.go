@@ -185,8 +185,8 @@ func makeMsg(rng *mrand.Rand, seed uint64, i int, mayPartial bool) *oracleMsg {
 	for range rng.IntN(15) {
 		lines = append(lines, pick[rng.IntN(len(pick))])
 	}
-	if rng.IntN(25) == 0 {
-		size, target := 0, 131072+rng.IntN(200000)
+	if rng.IntN(15) == 0 {
+		size, target := 0, 131072+rng.IntN(150000)
 		for k := 0; size < target; k++ {
 			l := fmt.Sprintf("%07d %s", k, pick[rng.IntN(len(pick))])
 			if k%50 == 0 {
@@ -474,10 +474,11 @@ func evaluate(s *session, srv *oracleServer, claims []claim, fail func(int, stri
 			if !bytes.Equal(cm.content, m.want) {
 				fail(i, "CORRUPTION", "committed content differs at byte %d of %d (want %d bytes): got %s", diffAt(cm.content, m.want), len(cm.content), len(m.want), clip(cm.content[min(diffAt(cm.content, m.want), len(cm.content)):]))
 			}
-			if srv.conns[cm.conn].surplus {
-				// After a reply that answered nothing, the client may
-				// read a refusal as an acceptance and commit in good
-				// faith: no client can tell. Only its claims count.
+			if srv.conns[cm.conn].hidden {
+				// After a reply that answered nothing, which the client
+				// could not have seen before committing, it may read a
+				// refusal as an acceptance and commit in good faith: no
+				// client can tell. Only its claims count.
 				continue
 			}
 			if cm.from != m.from || !subset(cm.rcpts, m.to) {
