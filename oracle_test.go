@@ -342,7 +342,7 @@ func runSession(seed uint64, l liar, log func(string)) outcome {
 			log(fmt.Sprintf("client: message %d via %s: err=%v result=%s", i, claims[i].api, claims[i].err, resultString(claims[i].res)))
 		}
 	}
-	evaluate(s, srv, claims, fail, &out.avoidable)
+	evaluate(s, srv, claims, fail, &out.avoidable, out.stats)
 	for _, f := range srv.faults {
 		out.stats["fault "+f]++
 	}
@@ -475,7 +475,7 @@ func batchClaims(idx []int, api string, br []tlsmail.BatchResult, err error, set
 }
 
 // evaluate compares the claims with the server's truth.
-func evaluate(s *session, srv *oracleServer, claims []claim, fail func(int, string, string, ...any), avoidable *int) {
+func evaluate(s *session, srv *oracleServer, claims []claim, fail func(int, string, string, ...any), avoidable *int, stats map[string]int) {
 	srv.mu.Lock()
 	defer srv.mu.Unlock()
 	byMsg := make([][]*commit, len(s.msgs))
@@ -501,6 +501,9 @@ func evaluate(s *session, srv *oracleServer, claims []claim, fail func(int, stri
 				// could not have seen before committing, it may read a
 				// refusal as an acceptance and commit in good faith: no
 				// client can tell. Only its claims count.
+				if cm.from != m.from || !m.partial && len(cm.rcpts) != len(m.to) {
+					stats["excused: committed against its envelope or policy after a hidden surplus reply"]++
+				}
 				continue
 			}
 			if cm.from != m.from || !subset(cm.rcpts, m.to) {
