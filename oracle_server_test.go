@@ -205,6 +205,9 @@ type connRecord struct {
 	// client then reads in step and the reply that shows the shift comes
 	// only after its next command), or followed by a delay.
 	hidden bool
+	// goodbye: QUIT was answered 221 with no fault, so a client that
+	// ends its session had its closing sync point.
+	goodbye bool
 }
 
 // closeStyle is how the server ends a connection.
@@ -608,6 +611,9 @@ func (c *srvConn) command(line string) {
 		c.answer(c.decide(pRset), "250 2.0.0 ok\r\n", "")
 	case "QUIT":
 		if c.answer(c.decide(pQuit), "221 2.0.0 bye\r\n", "") {
+			c.s.mu.Lock()
+			c.rec.goodbye = true
+			c.s.mu.Unlock()
 			c.close(closeClean)
 		}
 	default:

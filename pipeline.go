@@ -209,9 +209,14 @@ func (e *engine) transaction(t *txn) {
 	if !e.envelope(t, p) {
 		return
 	}
-	if e.chunking {
+	if e.chunking && (t.blind() || !e.ending()) {
 		e.chunked(t, body, p)
 	} else {
+		// An all-or-nothing message with several recipients that ends
+		// the session goes with DATA even when BDAT is offered, at the
+		// same cost in round trips: DATA rides with the envelope, and
+		// its "354" proves the RCPT replies were read in step before
+		// anything is committed (BDAT has no such reply).
 		e.dataCommand(t, body, p)
 	}
 }
