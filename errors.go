@@ -48,12 +48,14 @@ var (
 	ErrProtocol = errors.New("tlsmail: SMTP protocol error")
 
 	// ErrUnknownOutcome is returned when the whole message, end-of-data
-	// marker included, was sent but no valid reply to it arrived: the
-	// connection dropped or the reply timed out. The server may well have
-	// queued the message, so resending it may deliver a duplicate. It is
-	// returned in this form by every entry point, the net/smtp ones
-	// included, so that a caller that retries on io.EOF does not resend
-	// blindly.
+	// marker (or BDAT LAST) included, was sent but no reply to it can be
+	// trusted: the connection dropped, the reply timed out, or the replies
+	// were found out of step (then the error also matches ErrProtocol),
+	// including a session that ended without QUIT's 221, the check that
+	// the replies before it were in step. The server may well have queued
+	// the message, so resending it may deliver a duplicate. It is returned
+	// in this form by every entry point, the net/smtp ones included, so
+	// that a caller that retries on io.EOF does not resend blindly.
 	ErrUnknownOutcome = errors.New("tlsmail: outcome unknown: the message may have been delivered")
 )
 

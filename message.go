@@ -120,6 +120,9 @@ func (d DSN) active() bool {
 // A Result is the outcome of Send, recipient by recipient.
 type Result struct {
 	// Recipients holds one entry per address of Message.To, in order.
+	// A Result is only returned when every recipient's reply was read in
+	// step; when the session ended before they all came, or they were out
+	// of step, Send returns a nil Result rather than a partial list.
 	Recipients []RecipientResult
 
 	// Reply is the server's reply to the end of the message data, which
@@ -179,8 +182,9 @@ var (
 // A BatchResult is the outcome of one message of SendBatch.
 type BatchResult struct {
 	// Result holds the per-recipient outcome and the final reply, as
-	// Send returns them; nil when the message was not attempted or its
-	// MAIL command was refused.
+	// Send returns them; nil when the message was not attempted, its
+	// MAIL command was refused, or its recipients' replies are not all
+	// known in step.
 	Result *Result
 	// Err is nil when the message was accepted, as Send's error.
 	Err error

@@ -23,6 +23,13 @@ import (
 // that fits in one chunk and may be committed blind rides with its
 // envelope, so that it costs one round trip.
 //
+// err is nil only when the message's own final reply was read in step
+// (see ErrUnknownOutcome and the README's "What a success means"). One
+// case no client can detect on a connection it keeps: a surplus reply
+// that arrives only after Send returned. It then waits in the buffer, and
+// the next command, which looks for waiting bytes before it is sent,
+// fails with ErrProtocol instead of reading it as its own reply.
+//
 // Send requires the Client to be TLS, like Mail. Authenticate first with
 // Auth if the server needs it.
 func (c *Client) Send(ctx context.Context, m *Message) (*Result, error) {
