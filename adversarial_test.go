@@ -377,12 +377,21 @@ func raw(b string) hook {
 func rawClose(b string) hook {
 	return func(_ *advEnv, s *smtptest.Session) {
 		s.WriteRaw([]byte(b))
+		s.Drop()
+	}
+}
+
+// rawCloseNow writes b and closes at once, input unread: the client's
+// next write fails.
+func rawCloseNow(b string) hook {
+	return func(_ *advEnv, s *smtptest.Session) {
+		s.WriteRaw([]byte(b))
 		s.Close()
 	}
 }
 
 func stall(_ *advEnv, s *smtptest.Session) { s.Stall() }
-func drop(_ *advEnv, s *smtptest.Session)  { s.Close() }
+func drop(_ *advEnv, s *smtptest.Session)  { s.Drop() }
 
 func cancelStall(e *advEnv, s *smtptest.Session) {
 	e.cancel()
@@ -784,7 +793,7 @@ func adversarialCases() []advCase {
 			dialer: mode(STARTTLS), op: opDial, contains: []string{"STARTTLS handshake"}, want: []string{pEHLO, pSTLS}},
 		advCase{name: "drop/during AUTH", server: onCmd("AUTH", drop), op: opSend,
 			is: []error{io.EOF}, contains: []string{"AUTH"}, want: sendUpTo("AUTH")},
-		advCase{name: "drop/after DATA 354, while writing", server: onCmd("DATA", rawClose("354 go ahead\r\n")), op: opSendBig,
+		advCase{name: "drop/after DATA 354, while writing", server: onCmd("DATA", rawCloseNow("354 go ahead\r\n")), op: opSendBig,
 			contains: []string{"writing message data"}, want: bigUpTo},
 		advCase{name: "drop/after end of data, before the reply", server: onData(drop), op: opSend,
 			is: []error{io.EOF}, contains: []string{"end of data", "closed the connection"}, want: sendUpTo("DATA")},

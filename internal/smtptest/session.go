@@ -86,6 +86,21 @@ func (s *Session) Close() {
 	s.raw.Close()
 }
 
+// Drop ends the connection abruptly, as a crashing server would, but
+// with a deterministic result for the client: it stops writing (the
+// client reads end of file after what was already sent), discards what
+// the client sends for up to a second, then closes. Why not Close: with
+// input left unread, closing makes the server's system reset the
+// connection, and the reset can overtake the end of file, so the client
+// would see ECONNRESET in some runs and io.EOF in others.
+func (s *Session) Drop() {
+	if cw, ok := s.raw.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
+		s.raw.SetReadDeadline(time.Now().Add(time.Second))
+		io.Copy(io.Discard, s.raw)
+	}
+	s.raw.Close()
+}
+
 // Linger ends the session politely after a closing reply such as 421:
 // it reads and discards what the client sends until the client closes
 // the connection or d has passed, and then closes it. Closing at once
