@@ -277,3 +277,80 @@ func TestResultHasEveryRecipientOrNone(t *testing.T) {
 		t.Fatalf("Send = %+v, %v; want an error and no Result", res, err)
 	}
 }
+
+// TestStrayReplyBeforeNextMessageDoubtsTheLast: without PIPELINING, a
+// reply waiting before the next message's MAIL shows that the one read as
+// the previous message's final reply may not have been its own: that
+// message becomes unknown, not accepted.
+func TestStrayReplyBeforeNextMessageDoubtsTheLast(t *testing.T) {
+	n := 0
+	srv := smtptest.NewServer(t, &smtptest.Options{
+		Extensions: []string{"CHUNKING", "8BITMIME", "ENHANCEDSTATUSCODES"},
+		OnData: func(s *smtptest.Session, m *smtptest.Message) bool {
+			if n++; n == 1 {
+				s.WriteRaw([]byte("250 2.0.0 Ok\r\n250 2.0.0 stray\r\n"))
+				return true
+			}
+			return false
+		},
+	})
+	c, _ := pipeClient(t, srv)
+	msgs, _ := batchMsgs(2, func(int) []string { return []string{"b@example.net"} })
+	res, _ := c.SendBatch(context.Background(), msgs)
+	if !errors.Is(res[0].Err, ErrUnknownOutcome) || !errors.Is(res[0].Err, ErrProtocol) {
+		t.Errorf("message 0: %v; want ErrUnknownOutcome and ErrProtocol", res[0].Err)
+	}
+	if res[1].Err == nil {
+		t.Error("message 1 accepted after the stray reply")
+	}
+}
+
+// TestMixedCodeReplyDoubtsEarlierReplies: a multi-line reply that
+// changes code may be two replies run together; the 250 read for the
+// message before it, with no sync point between, is in doubt.
+func TestMixedCodeReplyDoubtsEarlierReplies(t *testing.T) {
+	mails := 0
+	srv := smtptest.NewServer(t, &smtptest.Options{Extensions: chunkingExts, Handler: func(s *smtptest.Session, line string) bool {
+		if strings.HasPrefix(line, "MAIL FROM:") {
+			if mails++; mails == 2 {
+				s.WriteRaw([]byte("250-2.1.0 Ok\r\n554 5.7.1 no\r\n"))
+				return true
+			}
+		}
+		return false
+	}})
+	c, _ := pipeClient(t, srv)
+	msgs, _ := batchMsgs(2, func(int) []string { return []string{"b@example.net"} })
+	res, _ := c.SendBatch(context.Background(), msgs)
+	for i, r := range res {
+		if !errors.Is(r.Err, ErrProtocol) {
+			t.Errorf("message %d: %v; want ErrProtocol", i, r.Err)
+		}
+	}
+	if !errors.Is(res[0].Err, ErrUnknownOutcome) {
+		t.Errorf("message 0: %v; want ErrUnknownOutcome", res[0].Err)
+	}
+}
+
+// TestRefusedRSETIsOutOfStep: RSET cannot be refused (RFC 5321 section
+// 4.1.1.5); a refusal in its place is another command's reply, and the
+// session ends rather than go on out of step.
+func TestRefusedRSETIsOutOfStep(t *testing.T) {
+	opts := refuse("bad@example.net")
+	opts.Handler = func(s *smtptest.Session, line string) bool {
+		if line == "RSET" {
+			s.Reply("554 5.5.1 no")
+			return true
+		}
+		return false
+	}
+	srv := smtptest.NewServer(t, opts)
+	c, _ := pipeClient(t, srv)
+	_, err := c.Send(context.Background(), pipeMsg("b@example.net", "bad@example.net"))
+	if !errors.Is(err, ErrProtocol) || errors.Is(err, ErrUnknownOutcome) {
+		t.Fatalf("Send = %v; want ErrProtocol from the refused RSET (nothing was committed)", err)
+	}
+	if n := len(srv.Messages()); n != 0 {
+		t.Fatalf("%d messages delivered", n)
+	}
+}
