@@ -581,9 +581,11 @@ func (p *prober) warn(s session) {
 
 func certInfo(c *x509.Certificate, now time.Time) Cert {
 	ci := Cert{
-		Subject:   c.Subject.String(),
-		Issuer:    c.Issuer.String(),
-		DNSNames:  c.DNSNames,
+		Subject: c.Subject.String(),
+		Issuer:  c.Issuer.String(),
+		// A copy: scrub rewrites the report in place, and the
+		// certificate is shared (a session cache, other goroutines).
+		DNSNames:  slices.Clone(c.DNSNames),
 		NotBefore: c.NotBefore.UTC(),
 		NotAfter:  c.NotAfter.UTC(),
 		DaysLeft:  int(c.NotAfter.Sub(now).Hours() / 24),

@@ -523,6 +523,21 @@ func TestPasswordNeverShown(t *testing.T) {
 	}
 }
 
+// TestScrubLeavesTheCertificateAlone: scrub rewrites the report in place,
+// and a certificate's names must not be rewritten with it (the certificate
+// is shared with the TLS stack and with other probes running at once).
+func TestScrubLeavesTheCertificateAlone(t *testing.T) {
+	cert := &x509.Certificate{DNSNames: []string{"mx.s3cret.test", "other.test"}}
+	r := Report{TLS: &TLSInfo{Chain: []Cert{certInfo(cert, time.Now())}}}
+	scrub(reflect.ValueOf(&r).Elem(), "s3cret")
+	if got := r.TLS.Chain[0].DNSNames[0]; got != "mx.[password].test" {
+		t.Errorf("report's name = %q, want it scrubbed", got)
+	}
+	if got := cert.DNSNames[0]; got != "mx.s3cret.test" {
+		t.Errorf("the certificate's own DNSNames[0] became %q", got)
+	}
+}
+
 func TestTextOutput(t *testing.T) {
 	srv := newServer(t, smtptest.Options{BufferedCommandsSurviveSTARTTLS: true, AuthBeforeTLS: true, Cert: smtptest.CertWrongName})
 	res := Result{Ports: probeAll(context.Background(), []string{srv.StartTLSAddr, srv.ImplicitAddr}, options(srv))}
