@@ -20,12 +20,17 @@ import (
 // Without it, the same code sends one command and reads its reply before
 // the next, so results and errors are the same either way.
 //
-// The rule that keeps pipelining safe: a message is committed (end of
-// data, or BDAT ... LAST) only when every reply it depends on is known
-// good, or when committing cannot deliver it against the caller's policy.
-// The latter holds when the caller accepts partial delivery, or when the
-// message has a single recipient: if that recipient is refused, the
-// server has nobody to deliver to.
+// Two rules keep pipelining honest. A message is committed (end of data,
+// or BDAT ... LAST) only when every reply it depends on is known good, or
+// when committing cannot deliver it against the caller's policy: the
+// caller accepts partial delivery, or the message has a single recipient
+// (if that recipient is refused, the server has nobody to deliver to).
+// And a message is reported accepted only when its own final reply was
+// read in step: every reply since the last sync point answered its
+// command (see engine.synced); a surplus reply, a code its command cannot
+// take, or a multi-line reply that changes code puts the messages whose
+// outcome came from those replies in doubt (ErrUnknownOutcome), never in
+// success. A transaction's life is in txn.go.
 
 // sendOpts says how a run of transactions is used.
 type sendOpts struct {
@@ -780,3 +785,8 @@ func (e *engine) bdat(t *txn, body content, p plan) {
 		e.drain(streamWindow / 2)
 	}
 }
+
+// writerFunc adapts a func to io.Writer.
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }

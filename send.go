@@ -79,8 +79,3 @@ func (c *Client) send(ctx context.Context, m *Message, o sendOpts) (*Result, err
 	res, errs := c.run(ctx, []*Message{m}, o)
 	return res[0], errs[0]
 }
-
-// writerFunc adapts a func to io.Writer.
-type writerFunc func([]byte) (int, error)
-
-func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
