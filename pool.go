@@ -1,6 +1,7 @@
 package tlsmail
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"math"
 	"net"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -97,11 +99,14 @@ type Pool struct {
 	limit      int
 	limitUntil time.Time
 	nextSend   time.Time // with RateLimit, when the next message may go
+	dialFails  int       // consecutive failed dials
+	dialAfter  time.Time // no new connection before, after a failed dial
 	// sessionCap is the messages a connection may carry, learned from a
-	// server that ended a session with 421 after accepting that many
+	// server that ended two sessions with 421 after accepting that many
 	// (SES's "Maximum message count per session"), until capUntil.
 	sessionCap int
 	capUntil   time.Time
+	capSeen    int // the count before the last such 421, not yet trusted
 	nextID     int
 	workers    sync.WaitGroup
 	stats      poolCounters
@@ -120,6 +125,8 @@ const (
 	// limitCooldown is how long the Pool keeps its connection count
 	// lowered after a refusal; then it tries one more.
 	limitCooldown = time.Minute
+	// capMemory is how long a learned per-session message cap holds.
+	capMemory = 10 * time.Minute
 	// dialAttempts bounds the attempts to open a connection, with a
 	// backoff, when none is open to carry the waiting messages.
 	dialAttempts = 3
@@ -157,8 +164,12 @@ type poolCounters struct {
 
 // A poolRequest is one caller's message on its way through the Pool.
 type poolRequest struct {
-	ctx     context.Context
-	m       *Message
+	ctx context.Context
+	m   *Message
+	// rewind returns the body from where it stood when Send was called,
+	// for a message that must be sent again; nil when the body cannot be
+	// read twice.
+	rewind  func() (io.Reader, error)
 	state   atomic.Int32 // reqQueued, ...
 	tries   int          // connections it was started on; owned by the worker holding it
 	strikes int          // failed connections it was on that accepted nothing
@@ -216,7 +227,7 @@ func (p *Pool) Send(ctx context.Context, m *Message) (*Result, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("tlsmail: pool: message not sent: %w", err)
 	}
-	r := &poolRequest{ctx: ctx, m: m, done: make(chan struct{})}
+	r := &poolRequest{ctx: ctx, m: m, done: make(chan struct{}), rewind: rewinder(m.Body)}
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
@@ -253,6 +264,29 @@ func (p *Pool) Send(ctx context.Context, m *Message) (*Result, error) {
 	}
 }
 
+// rewinder returns a function that gives body back from where it stands
+// now, or nil if it cannot: only in-memory bodies and io.Seekers can be
+// sent again after a connection failed during their first attempt.
+func rewinder(body io.Reader) func() (io.Reader, error) {
+	switch b := body.(type) {
+	case *bytes.Buffer:
+		// Why a snapshot: reading a Buffer consumes it, but the bytes
+		// it returned stay valid as long as nothing writes to it.
+		snap := b.Bytes()
+		return func() (io.Reader, error) { return bytes.NewReader(snap), nil }
+	case io.ReadSeeker:
+		pos, err := b.Seek(0, io.SeekCurrent)
+		if err != nil {
+			return nil
+		}
+		return func() (io.Reader, error) {
+			_, err := b.Seek(pos, io.SeekStart)
+			return b, err
+		}
+	}
+	return nil
+}
+
 // Close stops the Pool: the messages already given to Send are sent,
 // then every connection ends with QUIT and is closed. It returns when
 // all of that is done; Send after Close returns ErrPoolClosed at once.
@@ -260,7 +294,8 @@ func (p *Pool) Close() error {
 	p.mu.Lock()
 	if !p.closed {
 		p.closed = true
-		for _, pc := range p.idle {
+		// A copy: wakeLocked takes each out of p.idle.
+		for _, pc := range slices.Clone(p.idle) {
 			p.wakeLocked(pc)
 		}
 		p.kickLocked()
@@ -358,7 +393,10 @@ func (p *Pool) kickLocked() {
 		p.wakeLocked(p.idle[len(p.idle)-1])
 		return
 	}
-	if p.open < p.limitLocked(time.Now()) && n > p.dialing {
+	now := time.Now()
+	// After a failed dial, wait a little before the next, unless nothing
+	// is open: then this is the only way the messages will move.
+	if p.open < p.limitLocked(now) && n > p.dialing && (p.open == 0 || !now.Before(p.dialAfter)) {
 		p.startLocked()
 	}
 }
@@ -437,13 +475,14 @@ func (p *Pool) work(pc *poolConn) {
 // connection is open to carry the waiting messages. It reports whether
 // pc is ready; if not, it has accounted for pc's end.
 func (p *Pool) connect(pc *poolConn) bool {
-	var err error
-	for attempt := 0; ; attempt++ {
+	for {
+		var err error
 		pc.c, pc.trace, err = p.dial(pc.id)
 		if err == nil {
 			p.stats.dials.Add(1)
 			p.mu.Lock()
 			p.dialing--
+			p.dialFails = 0
 			p.mu.Unlock()
 			pc.born, pc.used = time.Now(), time.Now()
 			if pc.trace != nil {
@@ -454,6 +493,7 @@ func (p *Pool) connect(pc *poolConn) bool {
 		p.stats.dialErrors.Add(1)
 		throttled := tooManyConnections(err)
 		p.mu.Lock()
+		p.dialFails++
 		if throttled {
 			p.stats.throttled.Add(1)
 			// The server says we hold too many: it counts the
@@ -462,22 +502,29 @@ func (p *Pool) connect(pc *poolConn) bool {
 			p.limitUntil = time.Now().Add(limitCooldown)
 		}
 		others := p.open - p.dialing // connections open and ready
-		retry := others == 0 && attempt+1 < dialAttempts && transientDialError(err) && p.queuedLocked() > 0
-		if !retry {
-			p.open--
-			p.dialing--
-			if others == 0 && p.dialing == 0 {
-				// Nothing else will carry the waiting messages: they
-				// fail, none of them having been sent.
-				p.failQueueLocked(fmt.Errorf("tlsmail: pool: no connection to %s: %w", p.Addr, err))
-			} else {
-				p.kickLocked()
-			}
+		// Only the last hope retries: while another connection is
+		// open or being set up, the messages have somewhere to go.
+		last := others == 0 && p.dialing == 1
+		if last && p.dialFails < dialAttempts && transientDialError(err) && p.queuedLocked() > 0 {
+			wait := dialBackoff << (p.dialFails - 1)
 			p.mu.Unlock()
-			return false
+			time.Sleep(wait)
+			continue
+		}
+		p.open--
+		p.dialing--
+		// Why a pause before the next dial: without it, every failed
+		// attempt would start another at once, hammering a server that
+		// refuses or is down.
+		p.dialAfter = time.Now().Add(dialBackoff)
+		if last {
+			// Nothing else will carry the waiting messages: they
+			// fail, none of them having been sent.
+			p.failQueueLocked(fmt.Errorf("tlsmail: pool: no connection to %s: %w", p.Addr, err))
+			p.dialFails = 0
 		}
 		p.mu.Unlock()
-		time.Sleep(dialBackoff << attempt)
+		return false
 	}
 }
 
@@ -707,10 +754,27 @@ func (p *Pool) probe(pc *poolConn) error {
 // the message back in the queue when the connection failed without the
 // server taking it and it has not been retried yet.
 func (p *Pool) carry(pc *poolConn, batch []*poolRequest) {
-	msgs := make([]*Message, len(batch))
-	for i, r := range batch {
-		msgs[i] = r.m
+	msgs := make([]*Message, 0, len(batch))
+	kept := batch[:0:0]
+	for _, r := range batch {
+		m := r.m
+		if r.rewind != nil {
+			body, err := r.rewind()
+			if err != nil {
+				p.finish(pc, r, nil, fmt.Errorf("tlsmail: pool: rewinding the message body to send it again: %w", err))
+				continue
+			}
+			mc := *m
+			mc.Body = body
+			m = &mc
+		}
+		msgs = append(msgs, m)
+		kept = append(kept, r)
 		r.tries++
+	}
+	batch = kept
+	if len(batch) == 0 {
+		return
 	}
 	before := func(i int) error {
 		r := batch[i]
@@ -743,7 +807,9 @@ func (p *Pool) carry(pc *poolConn, batch []*poolRequest) {
 	var again []*poolRequest
 	for i, t := range txs {
 		r := batch[i]
-		if t.resendable() {
+		// Why the body matters: a body read by the first attempt and
+		// not rewindable would go out empty or cut the second time.
+		if t.resendable() && (r.rewind != nil || r.state.Load() == reqTaken) {
 			// A connection that accepted messages before it failed
 			// made progress, so a message behind the failure is not
 			// charged with it: that is how a per-session cap looks.
@@ -767,12 +833,16 @@ func (p *Pool) carry(pc *poolConn, batch []*poolRequest) {
 		p.mu.Lock()
 		if before421 > 0 {
 			// The server ended the session with 421 after before421
-			// messages: carry no more than that on a connection for a
-			// while, replacing it before the server refuses again.
-			if p.sessionCap == 0 || before421 < p.sessionCap || !time.Now().Before(p.capUntil) {
+			// messages. Twice the same count is a per-session cap: carry
+			// no more than that on a connection for a while, replacing
+			// it before the server refuses again. Why twice: once may be
+			// a server shutting down, and learning from it would cost a
+			// connection every few messages for nothing.
+			if before421 == p.capSeen {
 				p.sessionCap = before421
+				p.capUntil = time.Now().Add(capMemory)
 			}
-			p.capUntil = time.Now().Add(limitCooldown)
+			p.capSeen = before421
 		}
 		p.queue = append(again, p.queue...)
 		p.kickLocked()
