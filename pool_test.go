@@ -1,9 +1,11 @@
 package tlsmail
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"runtime"
@@ -896,4 +898,132 @@ func spawn(wg *sync.WaitGroup, f func()) {
 		defer wg.Done()
 		f()
 	}()
+}
+
+// opaqueReader hides every method but Read, as a network stream would.
+type opaqueReader struct{ r io.Reader }
+
+func (o opaqueReader) Read(p []byte) (int, error) { return o.r.Read(p) }
+
+// TestPoolResendRewindsBody: a message sent again after a 421 goes out
+// with its whole body, from where it stood when Send was called, for
+// every body that can be read twice; a body that cannot is never sent
+// again once read, and its caller gets the 421.
+func TestPoolResendRewindsBody(t *testing.T) {
+	const body = "Subject: rewind\r\n\r\nthe whole body\r\n"
+	for _, c := range []struct{ kind, at string }{
+		{"strings.Reader", "RCPT"}, {"bytes.Buffer", "RCPT"}, {"seeked", "RCPT"}, {"opaque", "RCPT"},
+		// A 421 to the end of data refuses the message in step, after
+		// the whole body was read.
+		{"strings.Reader", "end"}, {"bytes.Buffer", "end"}, {"seeked", "end"}, {"opaque", "end"},
+	} {
+		kind := c.kind
+		t.Run(kind+"/"+c.at, func(t *testing.T) {
+			opts := &smtptest.Options{Extensions: defaultExtensions}
+			var once atomic.Bool
+			refuse := func(s *smtptest.Session) bool {
+				if !once.CompareAndSwap(false, true) {
+					return false
+				}
+				s.Reply("421 4.3.2 Service shutting down")
+				s.Linger(time.Second)
+				return true
+			}
+			opts.Handler = func(s *smtptest.Session, line string) bool {
+				return c.at == "RCPT" && strings.HasPrefix(line, "RCPT") && refuse(s)
+			}
+			opts.OnData = func(s *smtptest.Session, _ *smtptest.Message) bool {
+				return c.at == "end" && refuse(s)
+			}
+			srv := smtptest.NewServer(t, opts)
+			p := newTestPool(t, srv, &Pool{})
+			var r io.Reader
+			switch kind {
+			case "strings.Reader":
+				r = strings.NewReader(body)
+			case "bytes.Buffer":
+				r = bytes.NewBufferString(body)
+			case "seeked": // the caller already read a prefix that is not part of the message
+				sr := strings.NewReader("ignored prefix" + body)
+				sr.Seek(int64(len("ignored prefix")), io.SeekStart)
+				r = sr
+			case "opaque":
+				r = opaqueReader{strings.NewReader(body)}
+			}
+			_, err := p.Send(context.Background(), &Message{From: "a@example.com", To: []string{"b@example.net"}, Body: r})
+			p.Close()
+			got := srv.Messages()
+			if kind == "opaque" {
+				var se *Error
+				if !errors.As(err, &se) || se.Code != 421 || len(got) != 0 {
+					t.Fatalf("Send: %v, %d delivered; want the 421 and nothing sent again", err, len(got))
+				}
+				return
+			}
+			if err != nil || len(got) != 1 || string(got[0].Data) != body {
+				t.Fatalf("Send: %v; delivered %d: %+v; want the whole body once", err, len(got), got)
+			}
+		})
+	}
+}
+
+// TestPoolDialFailureBacksOff: while one connection carries the
+// messages, a server that refuses every other connection (a 554
+// greeting) is not asked again for each message that arrives: the Pool
+// waits dialBackoff between attempts.
+func TestPoolDialFailureBacksOff(t *testing.T) {
+	opts := &smtptest.Options{Extensions: defaultExtensions}
+	opts.OnSession = func(s *smtptest.Session) bool {
+		if s.ID() == 1 {
+			return false
+		}
+		s.Reply("554 5.3.2 No service for you")
+		s.Linger(time.Second)
+		return true
+	}
+	srv := smtptest.NewServer(t, opts)
+	p := newTestPool(t, srv, &Pool{})
+	start := time.Now()
+	var wg sync.WaitGroup
+	for g := range 4 {
+		spawn(&wg, func() {
+			for k := range 10 {
+				if _, err := p.Send(context.Background(), poolMsg(g*10+k)); err != nil {
+					t.Errorf("message %d: %v", g*10+k, err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	st := p.Stats()
+	if limit := 3 + int64(elapsed/dialBackoff); st.DialErrors > limit {
+		t.Errorf("%d failed dials in %v; want at most %d (one per %v)", st.DialErrors, elapsed, limit, dialBackoff)
+	}
+	if st.Sent != 40 {
+		t.Errorf("stats %+v; want 40 sent", st)
+	}
+}
+
+// TestPoolCloseWakesParked: Close ends every parked connection at once,
+// without waiting for the idle timeout.
+func TestPoolCloseWakesParked(t *testing.T) {
+	srv := smtptest.NewServer(t, &smtptest.Options{Extensions: chunkingExts})
+	p := newTestPool(t, srv, &Pool{IdleTimeout: time.Minute})
+	for {
+		// Enough callers at once to open every connection.
+		sendAll(p, 30, func(i int) *Message { return poolMsg(i) })
+		if p.Stats().Open == DefaultPoolMaxConns {
+			break
+		}
+	}
+	waitFor(t, "every connection to park", func() bool { return p.Stats().Idle == DefaultPoolMaxConns })
+	start := time.Now()
+	p.Close()
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("Close took %v with %d parked connections", d, DefaultPoolMaxConns)
+	}
+	if st := p.Stats(); st.Open != 0 {
+		t.Errorf("stats after Close %+v", st)
+	}
 }
