@@ -81,9 +81,10 @@ type Pool struct {
 
 	// RateLimit bounds the messages sent per second across the Pool's
 	// connections. Messages are spaced at least 1/RateLimit seconds apart
-	// (plus 1 %, so that the server never counts more than RateLimit in
-	// one second even when its clock and ours disagree by a little); the
-	// wait is before sending, so no burst gets through. Zero means no
+	// plus 5 %, so that RateLimit+1 messages span 1.05 seconds and the
+	// server never counts more than RateLimit in one second even when
+	// one message is delayed on the way by up to 50 ms more than
+	// another; the wait is before sending, so no burst gets through. Zero means no
 	// limit. For a limit per minute, divide by 60: Microsoft 365's 30 a
 	// minute is 0.5.
 	RateLimit float64
@@ -670,10 +671,10 @@ func (p *Pool) batchLocked(pc *poolConn, now time.Time) []*poolRequest {
 // must be the moment the message goes out, so that no burst gets through
 // whatever the connections are doing.
 func (p *Pool) rateGate(r *poolRequest) error {
-	// Why 1 % more than 1/RateLimit: a server counting with a clock a
-	// little off ours must still never see more than RateLimit in one
-	// second.
-	interval := time.Duration(math.Ceil(float64(time.Second) / p.RateLimit * 1.01))
+	// Why 5 % more than 1/RateLimit: the messages reach the server
+	// with delays that vary; a margin of 50 ms per second of messages
+	// keeps its count within RateLimit however they bunch up on the way.
+	interval := time.Duration(math.Ceil(float64(time.Second) / p.RateLimit * 1.05))
 	for {
 		p.mu.Lock()
 		now := time.Now()
