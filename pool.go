@@ -211,7 +211,13 @@ type poolConn struct {
 //
 // A message that failed only because its connection did (a 421, a drop)
 // and of which the server provably took nothing is sent again once on
-// another connection; one whose outcome is unknown never is.
+// another connection; one whose outcome is unknown never is. Sending
+// again needs the body from its start: a *bytes.Buffer or an io.Seeker
+// (*strings.Reader, *bytes.Reader, *os.File) is rewound to where it
+// stood when Send was called; any other reader is sent again only if
+// none of it was read. m and its body must not be used by the caller
+// until Send returns; a caller that gave up (ctx) must leave them alone
+// until the Pool is closed, since the message may still be on the wire.
 func (p *Pool) Send(ctx context.Context, m *Message) (*Result, error) {
 	if m == nil {
 		return nil, fmt.Errorf("%w: Pool.Send: nil Message", ErrInvalidInput)
