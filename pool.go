@@ -197,6 +197,7 @@ type poolConn struct {
 	trace    *slog.Logger // nil when the Dialer has no trace
 	born     time.Time
 	sent     int       // messages begun on it
+	last     bool      // its current batch is its last: QUIT rides with it
 	accepted int       // messages the server accepted on it
 	used     time.Time // when it last finished a batch
 	woken    bool      // under Pool.mu: a waker interrupted its park
@@ -651,9 +652,16 @@ func (p *Pool) take(pc *poolConn) ([]*poolRequest, string) {
 // the rest); never more than pc may still carry, and one at a time under
 // a rate limit.
 func (p *Pool) batchLocked(pc *poolConn, now time.Time) []*poolRequest {
-	n := min(len(p.queue), p.messageCapLocked(now)-pc.sent)
+	limit := p.messageCapLocked(now)
+	n := min(len(p.queue), limit-pc.sent)
 	if len(p.idle) > 0 {
 		n = min(n, (len(p.queue)+len(p.idle))/(len(p.idle)+1))
+	}
+	if _, ok := pc.c.ext["CHUNKING"]; !ok {
+		// Without CHUNKING each message waits for its 354, so a long
+		// batch holds its callers for as many round trips: share the
+		// queue among the connections allowed instead.
+		n = min(n, (len(p.queue)+p.limitLocked(now)-1)/p.limitLocked(now))
 	}
 	var b []*poolRequest
 	i := 0
@@ -665,6 +673,7 @@ func (p *Pool) batchLocked(pc *poolConn, now time.Time) []*poolRequest {
 	}
 	p.queue = p.queue[i:]
 	pc.sent += len(b)
+	pc.last = pc.sent >= limit
 	if len(p.queue) > 0 && len(p.idle) > 0 {
 		p.wakeLocked(p.idle[len(p.idle)-1])
 	}
@@ -796,7 +805,10 @@ func (p *Pool) carry(pc *poolConn, batch []*poolRequest) {
 		return fmt.Errorf("tlsmail: pool: message not sent: %w", context.Cause(r.ctx))
 	}
 	c := pc.c
-	txs := c.runTxns(context.Background(), msgs, sendOpts{stream: true, before: before})
+	// Why QUIT rides with a connection's last batch: it saves the round
+	// trip of a separate QUIT before the replacement may be opened, and
+	// its 221 checks that the replies before it were in step.
+	txs := c.runTxns(context.Background(), msgs, sendOpts{stream: true, before: before, lastUse: pc.last})
 	pc.used = time.Now()
 	res := make([]*Result, len(txs))
 	errs := make([]error, len(txs))
