@@ -14,6 +14,9 @@
 #   TLSMAIL_STARTTLS_ADDR  submission with STARTTLS required, AUTH after TLS only
 #   TLSMAIL_PLAIN_ADDR     plaintext only: no STARTTLS, no AUTH (must be refused)
 #   TLSMAIL_NOCHUNKING_ADDR  implicit TLS as above, without CHUNKING (DATA only)
+#   TLSMAIL_LIMITED_ADDR   implicit TLS as above, with low anvil limits per
+#                          client IP and no exceptions: 2 connections at once,
+#                          30 messages a minute (for the Pool tests)
 #   TLSMAIL_OAUTH_PORT     where Dovecot's oauth2 passdb expects the token
 #                          introspection endpoint, http://127.0.0.1:PORT/introspect;
 #                          nothing listens there until a Go test serves it
@@ -410,6 +413,43 @@ EOF
 : >"$MAILLOG"
 chmod 0644 "$MAILLOG"
 
+# ---------------------------------------------------------------------------
+# 7a. Pool tests (issue #15): one more implicit-TLS submission listener with
+#     low anvil(8) limits per client IP (anvil is in master.cf above), and no
+#     exceptions: smtpd_client_event_limit_exceptions defaults to
+#     $mynetworks, which holds 127.0.0.1. A second connection from one IP is
+#     fine, a third gets "421 4.7.0 Error: too many connections"; the 31st
+#     MAIL from one IP within anvil_rate_time_unit (60s) gets "450 4.7.1
+#     Error: too much mail" (Postfix 3.7). No reverse lookup: the tests
+#     connect from fresh 127.x.y.z addresses, for a fresh anvil count each
+#     time.
+#     The Pool tests restart Postfix with TLSMAIL_POSTFIX_CONFIG; postfix
+#     start then runs postsuper(1), which writes the log itself, as
+#     mail_owner (a warning about a file left in the queue by a stopped
+#     cleanup would otherwise be fatal), so mail_owner owns the log.
+# ---------------------------------------------------------------------------
+chown postfix "$MAILLOG"
+while :; do
+	P_LIMITED=$(shuf -i "$port_lo-$port_hi" -n 1)
+	[[ " ${PORTS[*]} " == *" $P_LIMITED "* ]] && continue
+	port_busy "$P_LIMITED" || break
+done
+LIMITED_CONN_LIMIT=2
+LIMITED_RATE_LIMIT=30
+cat >>"$CONF/master.cf" <<EOF
+$P_LIMITED inet n       -       n       -       -       smtpd
+  -o syslog_name=postfix-tlsmail/limited
+  -o smtpd_tls_wrappermode=yes
+  -o smtpd_tls_security_level=encrypt
+  -o smtpd_sasl_auth_enable=yes
+  -o smtpd_tls_auth_only=yes
+  -o smtpd_recipient_restrictions=permit_sasl_authenticated,reject
+  -o smtpd_client_connection_count_limit=$LIMITED_CONN_LIMIT
+  -o smtpd_client_message_rate_limit=$LIMITED_RATE_LIMIT
+  -o smtpd_client_event_limit_exceptions=
+  -o smtpd_peername_lookup=no
+EOF
+
 postfix -c "$CONF" check >"$DIR/postfix-check.log" 2>&1 ||
 	{ cat "$DIR/postfix-check.log" >&2; die "postfix check failed"; }
 run_detached "$DIR/postfix-start.log" postfix -c "$CONF" start ||
@@ -444,6 +484,10 @@ TLSMAIL_IMPLICIT_ADDR=127.0.0.1:$P_IMPLICIT
 TLSMAIL_STARTTLS_ADDR=127.0.0.1:$P_STARTTLS
 TLSMAIL_PLAIN_ADDR=127.0.0.1:$P_PLAIN
 TLSMAIL_NOCHUNKING_ADDR=127.0.0.1:$P_NOCHUNK
+TLSMAIL_LIMITED_ADDR=127.0.0.1:$P_LIMITED
+TLSMAIL_LIMITED_CONN_LIMIT=$LIMITED_CONN_LIMIT
+TLSMAIL_LIMITED_RATE_LIMIT=$LIMITED_RATE_LIMIT
+TLSMAIL_POSTFIX_CONFIG=$CONF
 TLSMAIL_OAUTH_PORT=$P_OAUTH
 TLSMAIL_SIZE_LIMIT=$SIZE_LIMIT
 TLSMAIL_CA_FILE=$TLS/ca.pem
