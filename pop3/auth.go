@@ -60,6 +60,10 @@ func (c *Client) Auth(ctx context.Context, a tlsmail.Auth) error {
 	if len(sasl) > 0 {
 		mech, resp, err := sa.Start(&smtp.ServerInfo{Name: c.host, TLS: true, Auth: append([]string(nil), sasl...)})
 		switch {
+		case err == nil && (mech == "" || strings.ContainsAny(mech, " \r\n\x00")):
+			// Why before anything else: a foreign Auth's name goes on the
+			// command line, and CR or LF there would inject a command.
+			return fmt.Errorf("%w: mechanism name %q", ErrInvalidInput, mech)
 		case err == nil && offered(sasl, mech):
 			return c.sasl(ctx, sa, mech, resp)
 		case err == nil:
@@ -149,9 +153,6 @@ func (c *Client) addSecrets(s ...string) {
 // sasl runs one AUTH exchange (RFC 5034 section 4) with sa, whose Start
 // chose mech and the initial response resp.
 func (c *Client) sasl(ctx context.Context, sa tlsmail.Auth, mech string, resp []byte) error {
-	if err := checkArg("mechanism", mech); err != nil || strings.ContainsAny(mech, " ") {
-		return fmt.Errorf("%w: mechanism name %q", ErrInvalidInput, mech)
-	}
 	c.addSecrets(authbridge.Secrets(sa)...)
 	foreign := authbridge.Secrets(sa) == nil
 	note := func(challenge, resp []byte, enc string) {

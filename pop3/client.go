@@ -183,6 +183,8 @@ func (c *Client) io(ctx context.Context, step string, d time.Duration, f func() 
 		return err
 	}
 	switch {
+	case errors.Is(err, ErrProtocol):
+		// Already says what broke.
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		err = fmt.Errorf("pop3: %s: no reply within %v: %w", step, d, err)
 	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
