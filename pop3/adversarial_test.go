@@ -375,7 +375,7 @@ func TestArgumentsInjection(t *testing.T) {
 type badMech struct{}
 
 func (badMech) Start(*tlsmail.ServerInfo) (string, []byte, error) { return "X\r\nDELE 1", nil, nil }
-func (badMech) Next([]byte, bool) ([]byte, error)                   { return nil, nil }
+func (badMech) Next([]byte, bool) ([]byte, error)                 { return nil, nil }
 
 // TestResponseCodes: every response code of RFC 2449 and RFC 3206 is
 // recognised, hierarchically, and exposed.

@@ -285,6 +285,9 @@ func TestQuitOutcomes(t *testing.T) {
 		c := loginTo(t, srv, srv.Dialer(pop3.ImplicitTLS))
 		c.Dele(t.Context(), 1)
 		c.Close()
+		if err := srv.WaitIdle(t.Context()); err != nil {
+			t.Fatal(err)
+		}
 		c2 := loginTo(t, srv, srv.Dialer(pop3.STLS))
 		if n, _, err := c2.Stat(t.Context()); n != 2 || err != nil {
 			t.Errorf("STAT %d %v", n, err)

@@ -36,6 +36,7 @@
 package pop3test
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
@@ -362,6 +363,27 @@ func (s *Server) Connections() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.sessions
+}
+
+// WaitIdle waits until every connection accepted so far has ended, or
+// ctx is done: after a client's Close, the server may take a moment to
+// notice and release the mailbox lock.
+func (s *Server) WaitIdle(ctx context.Context) error {
+	t := time.NewTicker(2 * time.Millisecond)
+	defer t.Stop()
+	for {
+		s.mu.Lock()
+		n := len(s.conns)
+		s.mu.Unlock()
+		if n == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("pop3test: WaitIdle: %d connections still open: %w", n, ctx.Err())
+		case <-t.C:
+		}
+	}
 }
 
 func (s *Server) accept(ln net.Listener, implicit bool) {
