@@ -512,3 +512,42 @@ func TestTLSMinimum(t *testing.T) {
 		t.Fatal("TLS 1.1 accepted")
 	}
 }
+
+// TestEndlessChallenges: a server that never stops challenging is cut off
+// after maxAuthChallenges rounds, with "*".
+func TestEndlessChallenges(t *testing.T) {
+	s := serve(t, true, func(p *peer) {
+		p.send(greeting)
+		p.expect("CAPA", "+OK\r\nSASL X-ECHO\r\n.\r\n")
+		for {
+			l, ok := p.read()
+			if !ok {
+				return
+			}
+			if l == "*" {
+				p.send("-ERR cancelled\r\n")
+				continue
+			}
+			p.send("+ " + b64("again") + "\r\n")
+		}
+	})
+	c, err := testDialer(ImplicitTLS).Dial(s.addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = c.Auth(t.Context(), echoAuth{})
+	c.Close()
+	if err == nil || !strings.Contains(err.Error(), "challenges") {
+		t.Fatalf("got %v", err)
+	}
+	got := s.lines()
+	if n := len(got); n != maxAuthChallenges+3 || got[n-1] != "tls: *" {
+		t.Errorf("%d lines, last %q", n, got[len(got)-1])
+	}
+}
+
+// echoAuth is a foreign mechanism that answers every challenge.
+type echoAuth struct{}
+
+func (echoAuth) Start(*tlsmail.ServerInfo) (string, []byte, error) { return "X-ECHO", nil, nil }
+func (echoAuth) Next(b []byte, _ bool) ([]byte, error)              { return b, nil }
