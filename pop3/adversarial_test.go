@@ -550,4 +550,4 @@ func TestEndlessChallenges(t *testing.T) {
 type echoAuth struct{}
 
 func (echoAuth) Start(*tlsmail.ServerInfo) (string, []byte, error) { return "X-ECHO", nil, nil }
-func (echoAuth) Next(b []byte, _ bool) ([]byte, error)              { return b, nil }
+func (echoAuth) Next(b []byte, _ bool) ([]byte, error)             { return b, nil }
