@@ -217,9 +217,10 @@ func uidl(c *Client) error { _, err := c.Uidl(context.Background()); return err 
 // bound, whether the bound is LIST's size (RETR), the line cap (CAPA) or
 // the listing cap (LIST).
 func TestEndlessResponses(t *testing.T) {
-	endless := func(p *peer, line string, max int) {
+	// endless writes lines until the client goes away.
+	endless := func(p *peer, line string, _ int) {
 		b := []byte(strings.Repeat(line, 1+(64<<10)/len(line)))
-		for n := 0; n <= max; n += len(b) {
+		for {
 			if _, err := p.conn.Write(b); err != nil {
 				return
 			}
@@ -281,7 +282,7 @@ func TestRetrBounds(t *testing.T) {
 		{"exactly", "5", "abc\r\n.\r\n", true},
 		{"long line", "999999", long + ".\r\n", false},
 		{"no terminator", "100", "abc\r\n", false},
-		{"bare LF terminator", "100", "abc\r\n.\n", false},
+		{"bare LF terminator", "100", "abc\r\n.\nmore\r\n.\r\n", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := serve(t, true, func(p *peer) {
@@ -502,14 +503,21 @@ func TestSCRAMServerUnverified(t *testing.T) {
 	}
 }
 
-// TestTLSMinimum: a server that offers only TLS 1.1 is refused, even if
-// the caller's config allows it.
+// TestTLSMinimum: the ClientHello offers nothing below TLS 1.2, even when
+// the caller's config allows TLS 1.0.
 func TestTLSMinimum(t *testing.T) {
 	leaf, roots := testCert()
-	ln, _ := tlsListen(t, &tls.Config{Certificates: []tls.Certificate{leaf}, MaxVersion: tls.VersionTLS11})
-	d := &Dialer{TLSConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS10}}
-	if _, err := d.Dial(ln); err == nil {
-		t.Fatal("TLS 1.1 accepted")
+	versions := make(chan []uint16, 1)
+	addr, _ := tlsListen(t, &tls.Config{GetConfigForClient: func(h *tls.ClientHelloInfo) (*tls.Config, error) {
+		versions <- h.SupportedVersions
+		return &tls.Config{Certificates: []tls.Certificate{leaf}}, nil
+	}})
+	d := &Dialer{TLSConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS10}, GreetingTimeout: time.Second}
+	d.Dial(addr)
+	for _, v := range <-versions {
+		if v < tls.VersionTLS12 {
+			t.Errorf("ClientHello offers %s", tls.VersionName(v))
+		}
 	}
 }
 
@@ -551,3 +559,36 @@ type echoAuth struct{}
 
 func (echoAuth) Start(*tlsmail.ServerInfo) (string, []byte, error) { return "X-ECHO", nil, nil }
 func (echoAuth) Next(b []byte, _ bool) ([]byte, error)             { return b, nil }
+
+// TestRetrCancelStalled: cancelling the context interrupts a read blocked
+// in the middle of a message at once, not when CommandTimeout expires.
+func TestRetrCancelStalled(t *testing.T) {
+	s := serve(t, true, func(p *peer) {
+		p.login()
+		p.expect("LIST 1", "+OK 1 100\r\n")
+		p.expect("RETR 1", "+OK\r\npartial\r\n")
+		p.drain()
+	})
+	c := loggedIn(t, s)
+	ctx, cancel := context.WithCancel(t.Context())
+	r, err := c.Retr(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 9)
+	if _, err := io.ReadFull(r, buf); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		time.Sleep(10 * time.Millisecond)
+		cancel()
+	}()
+	start := time.Now()
+	_, err = r.Read(buf)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("got %v", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("took %v (the CommandTimeout, not the cancellation)", d)
+	}
+}

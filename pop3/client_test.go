@@ -475,7 +475,7 @@ func TestNoCredentialsInOutput(t *testing.T) {
 			t.Errorf("secret shown:\n%s", s)
 		}
 	}
-	if !strings.Contains(trace.String(), "PASS [withheld]") {
+	if !strings.Contains(trace.String(), "PASS [password withheld]") {
 		t.Errorf("trace lacks the PASS placeholder:\n%s", trace.String())
 	}
 }

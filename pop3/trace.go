@@ -46,7 +46,7 @@ func (t *tracer) command(verb, line string) {
 	case "AUTH":
 		line = authLine(line)
 	case "PASS":
-		line = "PASS [withheld]"
+		line = "PASS [password withheld]"
 	case "APOP":
 		user, _, _ := strings.Cut(strings.TrimPrefix(line, "APOP "), " ")
 		line = "APOP " + user + " [digest withheld]"
