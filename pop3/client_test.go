@@ -21,6 +21,8 @@ import (
 
 const host = "127.0.0.1"
 
+var longToken = "ya29." + strings.Repeat("t0k3n", 80)
+
 // dotty is a message whose lines exercise dot-stuffing: ".", "..", a
 // line that is only ".", and a dot at the very end.
 var dotty = []byte("Subject: dots\r\n\r\n.\r\n..\r\n...x\r\n.hidden\r\n \r\n.\r\nend.\r\n.")
@@ -68,6 +70,10 @@ func TestMechanisms(t *testing.T) {
 		{"XOAUTH2", pop3test.Config{}, tlsmail.XOAuth2Auth("user", tok, host), false, "XOAUTH2"},
 		{"OAUTHBEARER", pop3test.Config{}, tlsmail.OAuthBearerAuth("user", tok, host), false, "OAUTHBEARER"},
 		{"OAuth2Auth", pop3test.Config{}, tlsmail.OAuth2Auth("user", tok, host), false, "OAUTHBEARER"},
+		// An initial response that would make AUTH longer than 255
+		// octets goes as the answer to an empty challenge (RFC 5034
+		// section 4).
+		{"XOAUTH2 long token", pop3test.Config{Tokens: map[string]string{longToken: "user"}}, tlsmail.XOAuth2Auth("user", tlsmail.StaticToken(longToken), host), false, "XOAUTH2"},
 		{"USER/PASS when no SASL", pop3test.Config{SASL: []string{}}, tlsmail.PasswordAuth("user", "pass", host), false, "USER"},
 		{"USER/PASS for PLAIN not offered", pop3test.Config{SASL: []string{"SCRAM-SHA-1"}}, tlsmail.PlainAuth("", "user", "pass", host), false, "USER"},
 		{"USER/PASS without CAPA", pop3test.Config{NoCAPA: true}, tlsmail.PasswordAuth("user", "pass", host), false, "USER"},
@@ -93,6 +99,11 @@ func TestMechanisms(t *testing.T) {
 				}
 				if got := c.AuthMechanism(); got != tc.mech {
 					t.Errorf("mechanism %s, want %s", got, tc.mech)
+				}
+				for _, l := range srv.Transcript() {
+					if strings.HasPrefix(l.Text, "AUTH ") && len(l.Text)+2 > 255 {
+						t.Errorf("AUTH line of %d octets, more than RFC 5034 allows", len(l.Text)+2)
+					}
 				}
 				r, err := c.Retr(t.Context(), 1)
 				if err != nil {
