@@ -210,7 +210,7 @@ func (c *Client) status(verb string, cont bool) (text string, isCont bool, err e
 	raw, err := readLine(c.br, maxStatusLine)
 	if err != nil {
 		if errors.Is(err, errLineTooLong) {
-			return "", false, fmt.Errorf("pop3: %s: status line: %w", verb, err)
+			return "", false, protocolError("%s: status line longer than %d octets (RFC 2449 section 4)", verb, maxStatusLine)
 		}
 		return "", false, err
 	}
@@ -301,7 +301,7 @@ func (c *Client) capa(ctx context.Context) error {
 // each at most maxStatusLine bytes, at most maxLines of them (0: no cap
 // but maxListing bytes).
 func (c *Client) listing(verb string, maxLines int) ([]string, error) {
-	d := &dotReader{r: c.br, maxLine: maxStatusLine, limit: maxListing, what: verb + " listing"}
+	d := &dotReader{r: c.br, maxLine: maxStatusLine, limit: maxListing, why: "the limit for a listing", what: verb + " listing"}
 	var lines []string
 	for {
 		if maxLines > 0 && len(lines) > maxLines {
@@ -583,7 +583,7 @@ func (c *Client) fetch(ctx context.Context, verb string, n int, line string) (io
 		return nil, err
 	}
 	r := &messageReader{c: c, verb: verb}
-	r.d = &dotReader{r: c.br, maxLine: MaxLineLength, limit: limit, what: verb + " " + strconv.Itoa(n), before: func() {
+	r.d = &dotReader{r: c.br, maxLine: MaxLineLength, limit: limit, why: "the message size LIST gave", what: verb + " " + strconv.Itoa(n), before: func() {
 		c.conn.SetReadDeadline(time.Now().Add(c.timeouts.command))
 	}}
 	r.ctx = ctx

@@ -83,7 +83,8 @@ func readRawLine(r *bufio.Reader, max int) ([]byte, error) {
 type dotReader struct {
 	r       *bufio.Reader
 	maxLine int
-	limit   int64 // the most content bytes allowed
+	limit   int64  // the most content bytes allowed
+	why     string // where limit comes from, for the error
 	what    string
 
 	n       int64  // content bytes returned so far
@@ -117,8 +118,8 @@ func (d *dotReader) next() {
 	if err != nil {
 		if errors.Is(err, io.ErrUnexpectedEOF) {
 			err = fmt.Errorf("%w: %s ended without its terminating \".\" line: %w", ErrProtocol, d.what, io.ErrUnexpectedEOF)
-		} else if errors.Is(err, ErrProtocol) {
-			err = fmt.Errorf("%s: %w", d.what, err)
+		} else if errors.Is(err, errLineTooLong) {
+			err = protocolError("%s: a line longer than %d bytes", d.what, d.maxLine)
 		}
 		d.err = err
 		return
@@ -144,7 +145,7 @@ func (d *dotReader) next() {
 		// Why an error: the limit is the size the server announced (LIST)
 		// or the client's cap; more bytes are either a server that lies
 		// about sizes or one that never ends.
-		d.err = fmt.Errorf("%w: %s is longer than %d bytes", ErrProtocol, d.what, d.limit)
+		d.err = fmt.Errorf("%w: %s: more than %d bytes, %s", ErrProtocol, d.what, d.limit, d.why)
 		return
 	}
 	d.n += int64(len(line))
