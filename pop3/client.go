@@ -12,6 +12,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/tlsmail/tlsmail/internal/authbridge"
@@ -582,14 +583,32 @@ func (c *Client) fetch(ctx context.Context, verb string, n int, line string) (io
 	if err != nil {
 		return nil, err
 	}
-	r := &messageReader{c: c, verb: verb}
-	r.d = &dotReader{r: c.br, maxLine: MaxLineLength, limit: limit, why: "the message size LIST gave", what: verb + " " + strconv.Itoa(n), before: func() {
-		c.conn.SetReadDeadline(time.Now().Add(c.timeouts.command))
-	}}
-	r.ctx = ctx
-	r.stop = context.AfterFunc(ctx, func() { c.conn.SetDeadline(time.Unix(1, 0)) })
+	r := &messageReader{c: c, verb: verb, ctx: ctx}
+	r.d = &dotReader{r: c.br, maxLine: MaxLineLength, limit: limit, why: "the message size LIST gave", what: verb + " " + strconv.Itoa(n), before: r.renew}
+	r.stop = context.AfterFunc(ctx, r.interrupt)
 	c.reader = r
 	return r, nil
+}
+
+// renew gives the next line of the message CommandTimeout to arrive,
+// unless the context was cancelled. Why the lock: a cancellation that
+// lands between two lines must not be undone by the next renewal, or the
+// read would wait for the timeout instead of returning at once.
+func (r *messageReader) renew() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.cancelled {
+		r.c.conn.SetReadDeadline(time.Now().Add(r.c.timeouts.command))
+	}
+}
+
+// interrupt is run by the context's cancellation: it makes any read in
+// progress, or to come, fail at once.
+func (r *messageReader) interrupt() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.cancelled = true
+	r.c.conn.SetDeadline(time.Unix(1, 0))
 }
 
 // A messageReader is the stream Retr and Top return.
@@ -600,6 +619,9 @@ type messageReader struct {
 	ctx  context.Context
 	stop func() bool
 	err  error // set when finished: io.EOF or the failure
+
+	mu        sync.Mutex // orders renew and interrupt
+	cancelled bool
 }
 
 // Read implements io.Reader.

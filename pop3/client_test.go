@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -389,7 +390,11 @@ func TestContextCancel(t *testing.T) {
 	c := loginTo(t, srv, srv.Dialer(pop3.ImplicitTLS))
 	ctx, cancel := context.WithCancel(t.Context())
 	go func() {
-		time.Sleep(10 * time.Millisecond)
+		// Cancel once the server has the command, so that the
+		// cancellation interrupts a read in progress.
+		for !slices.ContainsFunc(srv.Transcript(), func(l pop3test.Line) bool { return l.Text == "NOOP" }) {
+			time.Sleep(time.Millisecond)
+		}
 		cancel()
 	}()
 	start := time.Now()
@@ -408,9 +413,11 @@ func TestContextCancel(t *testing.T) {
 // TestCommandTimeout: a server that does not answer fails the command
 // after CommandTimeout.
 func TestCommandTimeout(t *testing.T) {
-	srv := pop3test.NewServer(t, &pop3test.Config{Faults: []pop3test.Fault{{At: "NOOP", Delay: time.Hour}}})
+	// PLAIN, not SCRAM: the login itself must fit in the timeout, and
+	// PBKDF2 under the race detector may not.
+	srv := pop3test.NewServer(t, &pop3test.Config{SASL: []string{"PLAIN"}, Faults: []pop3test.Fault{{At: "NOOP", Delay: time.Hour}}})
 	d := srv.Dialer(pop3.ImplicitTLS)
-	d.CommandTimeout = 20 * time.Millisecond
+	d.CommandTimeout = 500 * time.Millisecond
 	c := loginTo(t, srv, d)
 	if err := c.Noop(t.Context()); !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("got %v", err)
