@@ -2,11 +2,18 @@ package pop3test
 
 import (
 	"bufio"
+	"context"
 	"crypto/tls"
+	"errors"
+	"io"
 	"net"
+	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tlsmail/tlsmail"
 
 	"github.com/tlsmail/tlsmail/internal/smtptest"
 	"github.com/tlsmail/tlsmail/pop3"
@@ -120,4 +127,77 @@ func TestCertificate(t *testing.T) {
 	if err != nil || string(pem) != string(srv.CACertPEM()) {
 		t.Errorf("CA differs from smtptest's: %v", err)
 	}
+}
+
+// TestFaultsAtLoginSteps: faults at the steps of USER/PASS, APOP and STLS
+// reach the client as the errors they stand for.
+func TestFaultsAtLoginSteps(t *testing.T) {
+	ctx := t.Context()
+	for _, tc := range []struct {
+		fault Fault
+		mode  pop3.Mode
+		run   func(c *pop3.Client) error
+		want  error
+	}{
+		{Fault{At: "USER", Reply: "-ERR [SYS/TEMP] later"}, pop3.ImplicitTLS, func(c *pop3.Client) error {
+			return c.Auth(ctx, tlsmail.PasswordAuth("user", "pass", "127.0.0.1"))
+		}, pop3.ErrSysTemp},
+		{Fault{At: "PASS", Reply: "-ERR [LOGIN-DELAY] wait"}, pop3.ImplicitTLS, func(c *pop3.Client) error {
+			return c.Auth(ctx, tlsmail.PasswordAuth("user", "pass", "127.0.0.1"))
+		}, pop3.ErrLoginDelay},
+		{Fault{At: "APOP", Reply: "-ERR [AUTH] no"}, pop3.STLS, func(c *pop3.Client) error {
+			return c.APOP(ctx, "user", "pass")
+		}, pop3.ErrAuthFailed},
+		{Fault{At: "PASS", Drop: true}, pop3.ImplicitTLS, func(c *pop3.Client) error {
+			return c.Auth(ctx, tlsmail.PasswordAuth("user", "pass", "127.0.0.1"))
+		}, io.ErrUnexpectedEOF},
+	} {
+		t.Run(tc.fault.At, func(t *testing.T) {
+			srv := NewServer(t, &Config{SASL: []string{}, Faults: []Fault{tc.fault}})
+			c, err := srv.Dialer(tc.mode).Dial(srv.Addr(tc.mode))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if err := tc.run(c); !errors.Is(err, tc.want) {
+				t.Errorf("got %v, want %v", err, tc.want)
+			}
+		})
+	}
+	// STLS refused and STLS followed by injected bytes.
+	srv := NewServer(t, &Config{Faults: []Fault{{At: "STLS", Reply: "-ERR [SYS/TEMP] no TLS now", Times: 1}, {At: "STLS", Reply: "+OK go\r\n+OK injected"}}})
+	if _, err := srv.Dialer(pop3.STLS).Dial(srv.Addr(pop3.STLS)); !errors.Is(err, pop3.ErrSTLSUnsupported) || !errors.Is(err, pop3.ErrSysTemp) {
+		t.Errorf("refused STLS: %v", err)
+	}
+	if _, err := srv.Dialer(pop3.STLS).Dial(srv.Addr(pop3.STLS)); !errors.Is(err, pop3.ErrResponseInjection) {
+		t.Errorf("injected STLS: %v", err)
+	}
+}
+
+// TestCloseLeavesNothing: Close ends every session, a stalled one
+// included, and leaves no goroutine behind.
+func TestCloseLeavesNothing(t *testing.T) {
+	base := runtime.NumGoroutine()
+	srv, err := Start(&Config{Faults: []Fault{{At: "NOOP", Delay: time.Hour}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := srv.Dialer(pop3.ImplicitTLS).Dial(srv.Addr(pop3.ImplicitTLS))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Auth(t.Context(), tlsmail.PasswordAuth("user", "pass", "127.0.0.1")); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error)
+	go func() { done <- c.Noop(context.Background()) }()
+	for !slices.ContainsFunc(srv.Transcript(), func(l Line) bool { return l.Text == "NOOP" }) {
+		time.Sleep(time.Millisecond)
+	}
+	srv.Close()
+	if err := <-done; err == nil {
+		t.Error("NOOP succeeded on a closed server")
+	}
+	c.Close()
+	smtptest.CheckGoroutines(t, base)
 }
