@@ -592,3 +592,60 @@ func TestRetrCancelStalled(t *testing.T) {
 		t.Errorf("took %v (the CommandTimeout, not the cancellation)", d)
 	}
 }
+
+// TestSessionTranscript: a whole session, byte for byte as the client
+// sent it, and the trace it leaves: sizes, never content or credentials.
+func TestSessionTranscript(t *testing.T) {
+	s := serve(t, true, func(p *peer) {
+		p.login()
+		p.expect("STAT", "+OK 1 12\r\n")
+		p.expect("UIDL", "+OK\r\n1 abc\r\n.\r\n")
+		p.expect("LIST 1", "+OK 1 12\r\n")
+		p.expect("RETR 1", "+OK 12 octets\r\n..secret\r\n\r\n.\r\n")
+		p.expect("DELE 1", "+OK\r\n")
+		p.expect("QUIT", "+OK bye\r\n")
+	})
+	var trace bytes.Buffer
+	d := testDialer(ImplicitTLS)
+	d.Trace = slogTo(&trace)
+	c, err := d.Dial(s.addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	if err := c.Auth(ctx, testAuth); err != nil {
+		t.Fatal(err)
+	}
+	if n, size, err := c.Stat(ctx); n != 1 || size != 12 || err != nil {
+		t.Fatalf("STAT %d %d %v", n, size, err)
+	}
+	if u, err := c.Uidl(ctx); err != nil || len(u) != 1 || u[0].UID != "abc" {
+		t.Fatalf("UIDL %v %v", u, err)
+	}
+	r, err := c.Retr(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err := io.ReadAll(r); err != nil || string(b) != ".secret\r\n\r\n" {
+		t.Fatalf("RETR %q %v", b, err)
+	}
+	if err := c.Dele(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Quit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"tls: CAPA", "tls: " + plainLine, "tls: STAT", "tls: UIDL", "tls: LIST 1", "tls: RETR 1", "tls: DELE 1", "tls: QUIT"}
+	if got := s.lines(); !slices.Equal(got, want) {
+		t.Errorf("client sent\n%q\nwant\n%q", got, want)
+	}
+	tr := trace.String()
+	for _, want := range []string{"msg=connect", "msg=tls", "line=\"AUTH PLAIN [initial response withheld]\"", "command=RETR bytes=11", "command=UIDL bytes=7 lines=1"} {
+		if !strings.Contains(tr, want) {
+			t.Errorf("trace lacks %s:\n%s", want, tr)
+		}
+	}
+	if strings.Contains(tr, "secret") || strings.Contains(tr, "AHVzZXIAcGFzcw") {
+		t.Errorf("trace shows content or credentials:\n%s", tr)
+	}
+}
