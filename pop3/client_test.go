@@ -155,6 +155,14 @@ func TestAuthRefusals(t *testing.T) {
 		t.Errorf("unsupported: %v", err)
 	}
 
+	// USER/PASS cannot carry PLAIN's authorization identity: refused,
+	// not silently dropped.
+	srvID := pop3test.NewServer(t, &pop3test.Config{SASL: []string{}})
+	cID := dial(t, srvID, pop3.ImplicitTLS)
+	if err := cID.Auth(t.Context(), tlsmail.PlainAuth("admin", "user", "pass", host)); !errors.Is(err, pop3.ErrAuthUnsupported) {
+		t.Errorf("PLAIN with an identity over USER/PASS: %v", err)
+	}
+
 	// Credentials made for another host go nowhere, USER/PASS included.
 	srv3 := pop3test.NewServer(t, &pop3test.Config{SASL: []string{}})
 	c3 := dial(t, srv3, pop3.ImplicitTLS)
