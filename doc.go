@@ -61,7 +61,8 @@
 // with one recipient goes out with its envelope. A message is never
 // committed before every reply it depends on is known good: a refused
 // recipient of an all-or-nothing message delivers it to nobody.
-// SendBatch streams many messages on one connection. A Dialer used more
+// SendBatch streams many messages on one connection, and a Pool streams
+// many goroutines' messages over a few connections. A Dialer used more
 // than once resumes its TLS sessions. Without PIPELINING, commands go one
 // at a time with the same results; Mail, Rcpt and Data keep net/smtp's
 // one-at-a-time semantics.
@@ -87,6 +88,21 @@
 //     (the caller's octets) and, for BDAT, "chunks".
 //   - "failure": connecting or a TLS handshake failed; "step" ("connect",
 //     "TLS handshake" or "STARTTLS handshake"), "error".
+//
+// A Pool's Dialer.Trace also gets these, and every record of a pooled
+// connection, the session's included, has the attribute "pool_conn" (the
+// connection's number in the Pool, from 1):
+//
+//   - "pool connection opened": the connection is set up (greeting, EHLO,
+//     AUTH).
+//   - "pool message": a message's outcome; "outcome" ("accepted",
+//     "refused", "unknown", "failed", "cancelled", or "retry" when it goes
+//     back to the queue for another connection), "attempt" (1, or 2 when
+//     sent again), "recipients", and "error" unless accepted.
+//   - "pool connection closed": "reason" (such as "idle timeout",
+//     "message limit", "age limit", "server sent a reply to no command",
+//     "NOOP probe failed", "failed", "pool closed"), "messages" (begun on
+//     it), and "error" when the session failed.
 //
 // No credential reaches the trace. An AUTH command shows its mechanism
 // only ("AUTH PLAIN"), followed by "[initial response withheld]" when it

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log"
 	"strings"
+	"sync"
 
 	"github.com/tlsmail/tlsmail"
 	"github.com/tlsmail/tlsmail/smtptest"
@@ -290,4 +291,44 @@ func ExampleDialer_SendBatch() {
 	// gone@example.net failed
 	// bob@example.net 250 Ok: queued as 2
 	// 2 delivered
+}
+
+// A Pool sends for many goroutines over a few connections: messages that
+// wait at the same time share one connection's pipeline, and each caller
+// gets its own message's Result.
+func ExamplePool() {
+	srv := startServer(nil)
+	defer srv.Close()
+
+	pool := &tlsmail.Pool{
+		Dialer: srv.Dialer(tlsmail.ImplicitTLS), // a real program: &tlsmail.Dialer{} or nil
+		Addr:   srv.Addr(tlsmail.ImplicitTLS),   // "smtp.example.com:465"
+		Auth:   tlsmail.PlainAuth("", "user", "pass", "127.0.0.1"),
+	}
+	defer pool.Close()
+
+	var wg sync.WaitGroup
+	errs := make([]error, 50)
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = pool.Send(context.Background(), &tlsmail.Message{
+				From: "orders@example.org",
+				To:   []string{fmt.Sprintf("customer%d@example.net", i)},
+				Body: strings.NewReader(fmt.Sprintf("Subject: order %d\r\n\r\nShipped.\r\n", i)),
+			})
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		log.Fatal(err)
+	}
+	pool.Close() // sends QUIT on every connection
+	st := pool.Stats()
+	fmt.Printf("%d sent, %d messages at the server, over at most %d connections\n", st.Sent, len(srv.Messages()), tlsmail.DefaultPoolMaxConns)
+	fmt.Println(srv.Connections() <= tlsmail.DefaultPoolMaxConns)
+	// Output:
+	// 50 sent, 50 messages at the server, over at most 3 connections
+	// true
 }

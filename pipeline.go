@@ -46,6 +46,10 @@ type sendOpts struct {
 	// (see above) one after the other without waiting for any reply
 	// when the server offers CHUNKING: SendBatch.
 	stream bool
+	// before, if set, is called just before message i's first command
+	// is queued; a non-nil error skips the message, which then fails
+	// with that error having sent nothing (a Pool caller that gave up).
+	before func(i int) error
 }
 
 // An expectation is a reply the engine is waiting for.
@@ -121,11 +125,20 @@ const salvageTimeout = 2 * time.Second
 func (c *Client) run(ctx context.Context, msgs []*Message, o sendOpts) ([]*Result, []error) {
 	results := make([]*Result, len(msgs))
 	errs := make([]error, len(msgs))
+	for i, t := range c.runTxns(ctx, msgs, o) {
+		results[i], errs[i] = t.outcome(c.err, o.firstRefusal, c.clean)
+	}
+	return results, errs
+}
+
+// runTxns is run, returning each message's transaction.
+func (c *Client) runTxns(ctx context.Context, msgs []*Message, o sendOpts) []*txn {
 	if err := c.mailReady(ctx, "MAIL"); err != nil {
-		for i := range errs {
-			errs[i] = err
+		txs := make([]*txn, len(msgs))
+		for i, m := range msgs {
+			txs[i] = &txn{m: m, err: err, unstarted: true}
 		}
-		return results, errs
+		return txs
 	}
 	e := &engine{c: c, ctx: ctx, o: o}
 	_, e.pipelining = c.ext["PIPELINING"]
@@ -153,15 +166,19 @@ func (c *Client) run(ctx context.Context, msgs []*Message, o sendOpts) ([]*Resul
 		e.final = i == len(msgs)-1
 		if c.err != nil {
 			t.err = c.unusable()
+			t.unstarted = true
 			continue
+		}
+		if o.before != nil {
+			if err := o.before(i); err != nil {
+				t.err = err
+				continue
+			}
 		}
 		e.transaction(t)
 	}
 	e.finish()
-	for i, t := range e.txs {
-		results[i], errs[i] = t.outcome(c.err, o.firstRefusal, c.clean)
-	}
-	return results, errs
+	return e.txs
 }
 
 // finish reads the replies still owed after the last message and, for a

@@ -1,6 +1,7 @@
 package tlsmail
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/tlsmail/tlsmail/internal/wire"
@@ -60,10 +61,11 @@ type txn struct {
 	endErr   error  // the end of data (or BDAT LAST) refused
 	final    *wire.Reply
 
-	err     error // decided by the client, without a reply: invalid input, content not sent whole
-	cut     bool  // the session ended while replies were owed to it
-	doubted bool  // replies it got may have answered other commands
-	lastSeq int   // the sequence number (engine.seq) of its last reply
+	err       error // decided by the client, without a reply: invalid input, content not sent whole
+	unstarted bool  // err is the session's: it was unusable before the message began
+	cut       bool  // the session ended while replies were owed to it
+	doubted   bool  // replies it got may have answered other commands
+	lastSeq   int   // the sequence number (engine.seq) of its last reply
 
 	sentBytes int64 // content octets taken by the encoder (for the trace)
 }
@@ -186,4 +188,28 @@ func (t *txn) outcome(session error, firstRefusal bool, clean func(string) strin
 	}
 	// Not reached: a run ends with every reply read or the session over.
 	return nil, fmt.Errorf("%w: no reply to the end of the message", ErrProtocol)
+}
+
+// resendable reports whether the message may be sent again on another
+// connection without any risk of delivering it twice: the session
+// failed, not the message, and the server provably has not taken it.
+// That holds when nothing of it went out, when its commit never went out
+// (a transaction without its end delivers nothing, RFC 5321 section 3.3),
+// or when the server answered 421 in step, which takes nothing (section
+// 3.8). A message whose commit went out and whose reply is missing or in
+// doubt never is: that is the duplicate a retry would risk.
+func (t *txn) resendable() bool {
+	switch t.state() {
+	case txFailed:
+		if t.err != nil {
+			return t.unstarted
+		}
+		return t.phase < phaseCommitted
+	case txRefused:
+		var e *Error
+		return errors.As(t.reason(), &e) && e.Code == 421
+	case txPending:
+		return t.phase < phaseCommitted
+	}
+	return false
 }
