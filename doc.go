@@ -116,6 +116,14 @@
 // session is withheld. Message content shows as its size. A nil Trace
 // records nothing and costs a nil check per record.
 //
+// # Reading mail
+//
+// Package github.com/tlsmail/tlsmail/pop3 reads a mailbox over POP3 with
+// the same rules: implicit TLS (port 995) or STLS that fails closed (port
+// 110), certificates always verified, bounded reads, and no credential in
+// errors or traces. Its Client.Auth takes this package's Auth values, so
+// one credential serves SMTP and POP3.
+//
 // # Use
 //
 // The simplest use is unchanged from net/smtp:

@@ -2,8 +2,8 @@
 //
 //	go run ./examples/probe -host smtp.gmail.com
 //
-// For each port (465, 587 and 25 by default; -ports to choose, or -addr
-// for explicit host:port addresses) it reports:
+// For each port (465, 587 and 25 by default, and 995 and 110 as POP3;
+// -ports to choose, or -addr for explicit host:port addresses) it reports:
 //
 //   - whether the port speaks implicit TLS, STARTTLS, plaintext only, is
 //     closed, or answers with something that is not SMTP;
@@ -30,6 +30,13 @@
 //   - with -user (the password is read from $TLSMAIL_PASSWORD and never
 //     printed), whether tlsmail.PasswordAuth logs in over a verified TLS
 //     connection, and with which mechanism (Client.AuthMechanism).
+//
+// Ports 995 and 110 are probed as POP3 with the pop3 package: implicit TLS
+// or STLS (status "stls"), the verified TLS connection and chain, the CAPA
+// reply under TLS ("capa_after_tls" in JSON), a port without STLS
+// reported as plaintext, a mode mix-up (implicit TLS on 110, STLS on 995)
+// as a warning naming the likely port, and with -user a login with
+// tlsmail.PasswordAuth and one NOOP round trip.
 //
 // Other flags: -ehlo sets the EHLO name, -json prints JSON (below);
 // go run ./examples/probe -h lists them all.
@@ -107,7 +114,7 @@ type Result struct {
 
 func main() {
 	host := flag.String("host", "", "mail server host name to probe on -ports")
-	ports := flag.String("ports", "465,587,25", "comma-separated ports to probe on -host")
+	ports := flag.String("ports", "465,587,25,995,110", "comma-separated ports to probe on -host (995 and 110 as POP3)")
 	addrs := flag.String("addr", "", "comma-separated host:port addresses to probe instead of -host and -ports")
 	serverName := flag.String("servername", "", "name the certificate must match (default: the host of each address)")
 	caFile := flag.String("ca", "", "PEM file of CA certificates to verify with instead of the system roots")
@@ -116,7 +123,7 @@ func main() {
 	user := flag.String("user", "", "also log in as this user with tlsmail.PasswordAuth; password from $TLSMAIL_PASSWORD")
 	asJSON := flag.Bool("json", false, "print JSON (see the package documentation) instead of text")
 	flag.Usage = func() {
-		fmt.Fprintf(flag.CommandLine.Output(), "usage: probe -host smtp.example.com [-ports 465,587,25] [flags]\n       probe -addr host:port[,host:port...] [flags]\n\n")
+		fmt.Fprintf(flag.CommandLine.Output(), "usage: probe -host smtp.example.com [-ports 465,587,25,995,110] [flags]\n       probe -addr host:port[,host:port...] [flags]\n\n")
 		flag.PrintDefaults()
 	}
 	flag.Parse()
@@ -209,6 +216,7 @@ var statusText = map[Status]string{
 	StatusPlaintext:   "plaintext only",
 	StatusClosed:      "closed",
 	StatusNoSMTP:      "no SMTP",
+	StatusSTLS:        "POP3 with STLS",
 }
 
 func printText(w io.Writer, res Result) {
@@ -280,6 +288,9 @@ func printText(w io.Writer, res Result) {
 		}
 		if r.EHLOAfterTLS != nil {
 			fmt.Fprintf(w, "  EHLO after TLS: %s\n", strings.Join(r.EHLOAfterTLS, ", "))
+		}
+		if r.CapaAfterTLS != nil {
+			fmt.Fprintf(w, "  POP3 CAPA after TLS: %s\n", strings.Join(r.CapaAfterTLS, ", "))
 		}
 		if r.TlsmailMode != "" {
 			if r.TlsmailError == "" {

@@ -55,6 +55,9 @@ type Options struct {
 	// Now is the time certificates are judged against; zero means
 	// time.Now().
 	Now time.Time
+	// POP3Ports are the ports probed as POP3 (pop3.go) instead of SMTP;
+	// nil means 995 and 110.
+	POP3Ports []string
 }
 
 // Report is what a probe found out about one address. It is also the
@@ -72,6 +75,7 @@ type Report struct {
 	Greeting      string   `json:"greeting,omitempty"`        // the greeting's first line, "220 ..."
 	EHLOBeforeTLS []string `json:"ehlo_before_tls,omitempty"` // extension lines in plaintext
 	EHLOAfterTLS  []string `json:"ehlo_after_tls,omitempty"`  // extension lines under TLS
+	CapaAfterTLS  []string `json:"capa_after_tls,omitempty"`  // POP3 capabilities under TLS, sorted
 
 	TLS      *TLSInfo      `json:"tls,omitempty"`
 	STARTTLS *STARTTLSInfo `json:"starttls,omitempty"`
@@ -171,7 +175,11 @@ func probe(ctx context.Context, addr string, o Options) Report {
 		o.ServerName = host
 	}
 	p := &prober{addr: addr, host: host, o: o, r: &r}
-	p.run(ctx)
+	if p.isPOP3() {
+		p.runPOP3(ctx)
+	} else {
+		p.run(ctx)
+	}
 	if o.User != "" && r.Login == nil && r.Status != StatusClosed && r.Status != StatusNoSMTP {
 		why := "no verified TLS connection"
 		if r.TlsmailError != "" {

@@ -219,11 +219,49 @@ func scramVerify(h func() hash.Hash, salted []byte, authMessage string, proof []
 // trip (RFC 5802 section 5.1 makes the server-final-message optional on
 // failure).
 func (s *Session) authSCRAM(mech string, first []byte) error {
+	var cb []byte
+	if strings.HasSuffix(mech, "-PLUS") {
+		cb = s.channelBinding()
+	}
+	user, failure, err := ScramExchange(ScramServer{
+		Users: s.srv.users, Salt: s.srv.scramSalt, Iterations: s.srv.scramIters,
+		ChannelBinding: cb, OffersPlus: s.offersPlus(),
+	}, mech, first, s.challenge)
+	switch {
+	case err != nil || failure == "" && user == "":
+		return err
+	case failure != "":
+		return s.authFailed(failure)
+	}
+	return s.authSucceeded(user, mech)
+}
+
+// ScramServer is what the server side of a SCRAM exchange needs to know;
+// see ScramExchange.
+type ScramServer struct {
+	Users          map[string]string // user name to password
+	Salt           []byte            // one salt for every user
+	Iterations     int
+	ChannelBinding []byte // the connection's tls-exporter data; nil if none
+	OffersPlus     bool   // a -PLUS mechanism was advertised
+}
+
+// ScramExchange runs the server side of a SCRAM exchange for mech (e.g.
+// "SCRAM-SHA-256-PLUS") after the client's first message, for the test
+// servers of any protocol. challenge sends a server message and returns
+// the client's decoded response; ok false ends the exchange with err
+// (the client cancelled, or the connection failed). The result is the
+// authenticated user, or failure, an RFC 5802 server-error-value to put
+// in the protocol's refusal.
+func ScramExchange(srv ScramServer, mech string, first []byte, challenge func(string) ([]byte, bool, error)) (user, failure string, err error) {
 	plus := strings.HasSuffix(mech, "-PLUS")
 	h := scramHashes[strings.TrimSuffix(mech, "-PLUS")]
+	if h == nil {
+		return "", string(scramOtherError), nil
+	}
 	cf, e := parseScramClientFirst(string(first))
 	if e != "" {
-		return s.authFailed(string(e))
+		return "", string(e), nil
 	}
 
 	// The channel binding flag (RFC 5802 section 6).
@@ -233,76 +271,76 @@ func (s *Session) authSCRAM(mech string, first []byte) error {
 		name, ok := strings.CutPrefix(cf.cbFlag, "p=")
 		if !ok {
 			// A -PLUS mechanism without binding is a contradiction.
-			return s.authFailed(string(scramOtherError))
+			return "", string(scramOtherError), nil
 		}
 		if name != cbType {
-			return s.authFailed(string(scramCBTypeUnsupported))
+			return "", string(scramCBTypeUnsupported), nil
 		}
-		if cbData = s.channelBinding(); cbData == nil {
-			return s.authFailed(string(scramCBNotSupported))
+		if cbData = srv.ChannelBinding; cbData == nil {
+			return "", string(scramCBNotSupported), nil
 		}
 	case strings.HasPrefix(cf.cbFlag, "p="):
 		// Binding asked for with a mechanism that has none.
-		return s.authFailed(string(scramCBNotSupported))
-	case cf.cbFlag == "y" && s.offersPlus():
+		return "", string(scramCBNotSupported), nil
+	case cf.cbFlag == "y" && srv.OffersPlus:
 		// "y" says the client could bind but believes the server
 		// cannot. This server offered a -PLUS mechanism, so someone
-		// removed it from the EHLO reply on the way: a downgrade,
-		// which the server MUST fail.
-		return s.authFailed(string(scramServerSupportsCB))
+		// removed it from the list on the way: a downgrade, which the
+		// server MUST fail.
+		return "", string(scramServerSupportsCB), nil
 	}
 	if cf.authzid != "" && cf.authzid != cf.user {
 		// Acting for someone else is not allowed, as with PLAIN.
-		return s.authFailed(string(scramOtherError))
+		return "", string(scramOtherError), nil
 	}
 
 	// An unknown user goes through the whole exchange, with the same
 	// salt and iteration count and the same work, and fails only at the
 	// proof, so that the exchange does not reveal which users exist.
-	pass, known := s.srv.users[cf.user]
-	salted, err := scramSaltedPassword(h, pass, s.srv.scramSalt, s.srv.scramIters)
+	pass, known := srv.Users[cf.user]
+	salted, err := scramSaltedPassword(h, pass, srv.Salt, srv.Iterations)
 	if err != nil {
-		return s.authFailed(string(scramOtherError))
+		return "", string(scramOtherError), nil
 	}
 	var nb [18]byte
 	rand.Read(nb[:])
 	nonce := cf.nonce + base64.StdEncoding.EncodeToString(nb[:])
-	serverFirst := "r=" + nonce + ",s=" + base64.StdEncoding.EncodeToString(s.srv.scramSalt) + ",i=" + strconv.Itoa(s.srv.scramIters)
+	serverFirst := "r=" + nonce + ",s=" + base64.StdEncoding.EncodeToString(srv.Salt) + ",i=" + strconv.Itoa(srv.Iterations)
 
-	resp, ok, err := s.challenge(serverFirst)
+	resp, ok, err := challenge(serverFirst)
 	if !ok {
-		return err
+		return "", "", err
 	}
 	fin, e := parseScramClientFinal(string(resp))
 	if e != "" {
-		return s.authFailed(string(e))
+		return "", string(e), nil
 	}
 	// c= must repeat the GS2 header exactly, followed for -PLUS by the
 	// binding data of this very TLS connection; a man in the middle
 	// terminating TLS has different data (RFC 5802 section 6, RFC 9266).
 	want := base64.StdEncoding.EncodeToString(append([]byte(cf.gs2Header), cbData...))
 	if fin.cbind != want {
-		return s.authFailed(string(scramCBMismatch))
+		return "", string(scramCBMismatch), nil
 	}
 	if fin.nonce != nonce {
-		return s.authFailed(string(scramOtherError))
+		return "", string(scramOtherError), nil
 	}
 	authMessage := cf.bare + "," + serverFirst + "," + fin.withoutProof
 	serverSig, good := scramVerify(h, salted, authMessage, fin.proof)
 	if !good || !known {
-		return s.authFailed(string(scramInvalidProof))
+		return "", string(scramInvalidProof), nil
 	}
 
-	final, ok, err := s.challenge("v=" + base64.StdEncoding.EncodeToString(serverSig))
+	final, ok, err := challenge("v=" + base64.StdEncoding.EncodeToString(serverSig))
 	if !ok {
-		return err
+		return "", "", err
 	}
 	if len(final) != 0 {
-		// RFC 4954 section 4: the client answers additional data with
-		// success by an empty response.
-		return s.authFailed(string(scramOtherError))
+		// The client answers additional data with success by an empty
+		// response (RFC 4954 section 4, RFC 5034 section 4).
+		return "", string(scramOtherError), nil
 	}
-	return s.authSucceeded(cf.user, mech)
+	return cf.user, "", nil
 }
 
 // offersPlus reports whether a channel-binding mechanism is advertised

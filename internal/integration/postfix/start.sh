@@ -50,7 +50,7 @@ t_start=$(date +%s.%N)
 # ---------------------------------------------------------------------------
 pkg_installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q '^install ok installed$'; }
 need=()
-for p in postfix dovecot-core openssl; do
+for p in postfix dovecot-core dovecot-pop3d openssl; do
 	pkg_installed "$p" || need+=("$p")
 done
 if ((${#need[@]})); then
@@ -503,6 +503,99 @@ TLSMAIL_POSTFIX_DIR=$DIR
 EOF
 mv "$ENVFILE.tmp" "$ENVFILE"
 chmod 0644 "$ENVFILE"
+
+# ---------------------------------------------------------------------------
+# 9b. POP3 (issue #16): a second private Dovecot instance serving POP3 from
+#     the Maildirs Postfix delivers to, for the pop3 package's tests.
+#       TLSMAIL_POP3S_ADDR      implicit TLS (RFC 8314) on 127.0.0.1
+#       TLSMAIL_POP3_STLS_ADDR  STLS required (RFC 2595) on 127.0.0.2: Dovecot
+#                               2.3 treats a connection whose remote address
+#                               equals its local one as secure and would allow
+#                               plaintext login; from 127.0.0.1 to 127.0.0.2
+#                               (Linux's source for 127.0.0.2) the refusal of
+#                               plaintext login is real.
+#     The user is TLSMAIL_USER (mailbox $MAILDIR/sender, which no SMTP test
+#     delivers to) with TLSMAIL_PASSWORD, or a token through the same oauth2
+#     passdb. pop3_no_flag_updates keeps messages in new/ after a POP3 login.
+#     stop.sh stops it by its pid file ($DIR/dovecot-pop3/run/master.pid).
+# ---------------------------------------------------------------------------
+POP3D=$DIR/dovecot-pop3
+mkdir -p "$POP3D/run" "$POP3D/state"
+chmod 0755 "$POP3D"
+P_POP3S='' P_POP3_STLS=''
+while [[ -z $P_POP3S || -z $P_POP3_STLS ]]; do
+	p=$(shuf -i "$port_lo-$port_hi" -n 1)
+	[[ " ${PORTS[*]} $P_POP3S " == *" $p "* ]] && continue
+	port_busy "$p" && continue
+	if [[ -z $P_POP3S ]]; then P_POP3S=$p; else P_POP3_STLS=$p; fi
+done
+cat >"$POP3D/dovecot.conf" <<EOF
+# Private POP3 Dovecot instance for the tlsmail pop3 integration tests.
+instance_name = tlsmail-test-pop3
+base_dir = $POP3D/run
+state_dir = $POP3D/state
+protocols = pop3
+listen = 127.0.0.1
+log_path = $POP3D/dovecot.log
+info_log_path = $POP3D/dovecot.log
+auth_verbose = yes
+auth_failure_delay = 0
+ssl = yes
+ssl_cert = <$TLS/server.pem
+ssl_key = <$TLS/server.key
+ssl_min_protocol = TLSv1.2
+# No login before TLS: USER, PASS and AUTH are refused in plaintext.
+disable_plaintext_auth = yes
+auth_mechanisms = plain login scram-sha-1 scram-sha-256 xoauth2 oauthbearer
+auth_username_format = %u
+mail_location = maildir:$MAILDIR/%n
+first_valid_uid = $VUID
+pop3_no_flag_updates = yes
+passdb {
+  driver = passwd-file
+  mechanisms = plain login scram-sha-1 scram-sha-256
+  args = scheme=PLAIN username_format=%u $DOVE/passwd
+}
+passdb {
+  driver = oauth2
+  mechanisms = xoauth2 oauthbearer
+  args = $DOVE/dovecot-oauth2.conf.ext
+}
+userdb {
+  driver = static
+  args = uid=$VUID gid=$VGID home=$MAILDIR/%n
+}
+service pop3-login {
+  inet_listener pop3 {
+    address = 127.0.0.2
+    port = $P_POP3_STLS
+  }
+  inet_listener pop3s {
+    address = 127.0.0.1
+    port = $P_POP3S
+    ssl = yes
+  }
+}
+service anvil {
+  unix_listener anvil-auth-penalty {
+    mode = 0
+  }
+}
+EOF
+run_detached "$POP3D/start.log" dovecot -c "$POP3D/dovecot.conf" ||
+	{ cat "$POP3D/start.log" "$POP3D/dovecot.log" >&2 2>/dev/null || true; die "dovecot (POP3) failed to start"; }
+wait_port "$P_POP3S" || { cat "$POP3D/dovecot.log" >&2 || true; die "POP3 port $P_POP3S did not open within 15s"; }
+for ((i = 0; i < 150; i++)); do
+	(exec 3<>"/dev/tcp/127.0.0.2/$P_POP3_STLS") 2>/dev/null && break
+	sleep 0.1
+done
+((i < 150)) || { cat "$POP3D/dovecot.log" >&2 || true; die "POP3 port 127.0.0.2:$P_POP3_STLS did not open within 15s"; }
+cat >>"$ENVFILE" <<EOF
+TLSMAIL_POP3S_ADDR=127.0.0.1:$P_POP3S
+TLSMAIL_POP3_STLS_ADDR=127.0.0.2:$P_POP3_STLS
+TLSMAIL_POP3_USER=$SENDER
+TLSMAIL_POP3_PASSWORD=$PASSWORD
+EOF
 
 t_end=$(date +%s.%N)
 log "$(awk -v a="$t_start" -v b="$t_installed" -v c="$t_end" \

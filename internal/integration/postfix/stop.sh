@@ -75,10 +75,24 @@ stop_dovecot() {
 	wait_gone "$pid" || stop_pid dovecot "$dove_pid" dovecot
 }
 
-# Both take a second or two to wind down; stop them in parallel.
+# The POP3 instance of issue #16 (start.sh section 9b).
+stop_dovecot_pop3() {
+	local pid dove_pid=$DIR/dovecot-pop3/run/master.pid
+	pid=$(pid_alive "$dove_pid" dovecot) || return 0
+	log "stopping dovecot -c $DIR/dovecot-pop3/dovecot.conf (pid $pid)"
+	if command -v dovecot >/dev/null 2>&1 && [[ -r $DIR/dovecot-pop3/dovecot.conf ]]; then
+		dovecot -c "$DIR/dovecot-pop3/dovecot.conf" stop </dev/null >/dev/null 2>&1 || true
+	fi
+	wait_gone "$pid" || stop_pid "dovecot (POP3)" "$dove_pid" dovecot
+}
+
+# Each takes a second or two to wind down; stop them in parallel.
 stop_dovecot &
 dovecot_job=$!
+stop_dovecot_pop3 &
+pop3_job=$!
 stop_postfix || true
 wait "$dovecot_job" || true
+wait "$pop3_job" || true
 
 exit 0
