@@ -525,7 +525,7 @@ chmod 0755 "$POP3D"
 P_POP3S='' P_POP3_STLS=''
 while [[ -z $P_POP3S || -z $P_POP3_STLS ]]; do
 	p=$(shuf -i "$port_lo-$port_hi" -n 1)
-	[[ " ${PORTS[*]} $P_POP3S " == *" $p "* ]] && continue
+	[[ " ${PORTS[*]} ${P_LIMITED-} $P_POP3S " == *" $p "* ]] && continue
 	port_busy "$p" && continue
 	if [[ -z $P_POP3S ]]; then P_POP3S=$p; else P_POP3_STLS=$p; fi
 done
