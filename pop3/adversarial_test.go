@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"io"
+	"net"
 	"os"
 	"slices"
 	"strings"
@@ -129,6 +130,32 @@ func TestSTLSAtImplicitPort(t *testing.T) {
 	_, err := d.Dial(s.addr())
 	if !errors.Is(err, ErrNoGreeting) || !errors.Is(err, os.ErrDeadlineExceeded) || !strings.Contains(err.Error(), "995") {
 		t.Fatalf("got %v", err)
+	}
+}
+
+// TestSTLSAtPort995FailsFast: STLS dialed at port 995, where a server
+// waits silently for a ClientHello, gives up after implicitTLSWait, not
+// the configured greeting timeout, and names the port.
+func TestSTLSAtPort995FailsFast(t *testing.T) {
+	s := serve(t, false, func(p *peer) { p.drain() })
+	d := testDialer(STLS)
+	d.GreetingTimeout = time.Minute
+	d.NetDialContext = func(ctx context.Context, network, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, network, s.addr())
+	}
+	start := time.Now()
+	_, err := d.Dial("pop.example.com:995")
+	if !errors.Is(err, ErrNoGreeting) || !strings.Contains(err.Error(), "port 995 is the implicit-TLS port") {
+		t.Fatalf("got %v", err)
+	}
+	if el := time.Since(start); el < implicitTLSWait || el > implicitTLSWait+20*time.Second {
+		t.Errorf("gave up after %v; want about %v", el, implicitTLSWait)
+	}
+	if got := stlsGreetingWait("pop.example.com:110", time.Minute); got != time.Minute {
+		t.Errorf("port 110 wait %v; want the configured minute", got)
+	}
+	if got := stlsGreetingWait("pop.example.com:995", time.Second); got != time.Second {
+		t.Errorf("port 995 with a 1 s timeout waits %v; want 1 s", got)
 	}
 }
 

@@ -247,7 +247,11 @@ func (d *Dialer) dialSTLS(ctx context.Context, addr, host string) (*Client, erro
 	c := d.newClient(conn, host)
 	c.mode = STLS
 	c.tr.connect(addr, STLS, time.Since(start))
-	if err := c.readGreeting(ctx, addr); err != nil {
+	greeting := c.timeouts.greeting
+	c.timeouts.greeting = stlsGreetingWait(addr, greeting)
+	err = c.readGreeting(ctx, addr)
+	c.timeouts.greeting = greeting
+	if err != nil {
 		c.Close()
 		return nil, err
 	}
@@ -369,6 +373,20 @@ func quoteStart(b []byte) string {
 		return strconv.QuoteToASCII(string(b[:20])) + "..."
 	}
 	return strconv.QuoteToASCII(string(b))
+}
+
+// implicitTLSWait bounds the wait for a plaintext greeting on port 995.
+const implicitTLSWait = 3 * time.Second
+
+// stlsGreetingWait is how long STLS waits for the greeting at addr. On
+// port 995 a server that waits for a TLS ClientHello says nothing, so
+// the wait is cut to implicitTLSWait: a POP3 server greets at once, and
+// STLS pointed at the implicit-TLS port then fails fast, naming it.
+func stlsGreetingWait(addr string, configured time.Duration) time.Duration {
+	if _, port, err := net.SplitHostPort(addr); err == nil && (port == "995" || port == "pop3s") {
+		return min(configured, implicitTLSWait)
+	}
+	return configured
 }
 
 // noGreetingError is the error for a server at addr that sent no greeting
