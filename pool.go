@@ -615,7 +615,9 @@ func (p *Pool) take(pc *poolConn) ([]*poolRequest, string) {
 			return nil, "failed"
 		case pc.sent >= p.messageCapLocked(now):
 			return nil, "message limit"
-		case now.Sub(pc.born) >= p.maxAge():
+		case pc.sent > 0 && now.Sub(pc.born) >= p.maxAge():
+			// Why only after a message: a MaxConnAge shorter than the
+			// set-up would otherwise replace connections forever.
 			return nil, "age limit"
 		case p.open > p.limitLocked(now):
 			return nil, "connection limit lowered"

@@ -1150,3 +1150,44 @@ func TestPoolOracle(t *testing.T) {
 		})
 	}
 }
+
+// TestPoolConnectionLifetime: a connection older than MaxConnAge is
+// replaced (with QUIT) before its next message, even when the age is
+// shorter than setting one up; one idle for IdleTimeout is closed with
+// QUIT and the next message opens another.
+func TestPoolConnectionLifetime(t *testing.T) {
+	t.Run("MaxConnAge", func(t *testing.T) {
+		srv := smtptest.NewServer(t, &smtptest.Options{Extensions: chunkingExts})
+		p := newTestPool(t, srv, &Pool{MaxConnAge: time.Nanosecond})
+		for i := range 3 {
+			if _, err := p.Send(context.Background(), poolMsg(i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		p.Close()
+		if got := deliveries(t, srv); len(got) != 3 || srv.Connections() != 3 {
+			t.Errorf("delivered %v over %d connections; want 3 over 3", got, srv.Connections())
+		}
+	})
+	t.Run("IdleTimeout", func(t *testing.T) {
+		srv := smtptest.NewServer(t, &smtptest.Options{Extensions: chunkingExts})
+		p := newTestPool(t, srv, &Pool{IdleTimeout: 50 * time.Millisecond})
+		if _, err := p.Send(context.Background(), poolMsg(0)); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "the idle connection to close", func() bool { return p.Stats().Open == 0 })
+		if err := srv.WaitIdle(5 * time.Second); err != nil {
+			t.Fatal(err)
+		}
+		if l := srv.Lines(); len(l) == 0 || l[len(l)-1].Text != "QUIT" {
+			t.Errorf("the idle connection ended without QUIT: %v", l)
+		}
+		if _, err := p.Send(context.Background(), poolMsg(1)); err != nil {
+			t.Fatal(err)
+		}
+		p.Close()
+		if got := deliveries(t, srv); len(got) != 2 || srv.Connections() != 2 {
+			t.Errorf("delivered %v over %d connections; want 2 over 2", got, srv.Connections())
+		}
+	})
+}
