@@ -84,9 +84,9 @@ type Pool struct {
 	// plus 5 %, so that RateLimit+1 messages span 1.05 seconds and the
 	// server never counts more than RateLimit in one second even when
 	// one message is delayed on the way by up to 50 ms more than
-	// another; the wait is before sending, so no burst gets through. Zero means no
-	// limit. For a limit per minute, divide by 60: Microsoft 365's 30 a
-	// minute is 0.5.
+	// another; the wait is before sending, so no burst gets through.
+	// Zero means no limit. For a limit per minute, divide by 60:
+	// Microsoft 365's 30 a minute is 0.5.
 	RateLimit float64
 
 	mu      sync.Mutex
