@@ -12,6 +12,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/tlsmail/tlsmail/internal/wire"
 )
 
 // Mode says how a Dialer secures the connection. There is deliberately no
@@ -346,7 +348,7 @@ func (d *Dialer) dialImplicit(ctx context.Context, addr, host string) (*Client, 
 	}
 	tr.connect(addr, ImplicitTLS, time.Since(start))
 	t := d.timeouts()
-	rec := &firstBytes{Conn: conn}
+	rec := &wire.FirstBytes{Conn: conn}
 	start = time.Now()
 	tconn, err := handshake(ctx, rec, withSessions(completeConfig(d.TLSConfig, host), d.TLSConfig), t.greeting)
 	if err != nil {
@@ -355,7 +357,7 @@ func (d *Dialer) dialImplicit(ctx context.Context, addr, host string) (*Client, 
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("tlsmail: TLS handshake with %s: %w", addr, ctx.Err())
 		}
-		first := rec.bytes()
+		first := rec.Bytes()
 		if looksLikeSMTP(first) {
 			// Why only the first bytes: a server that began a TLS
 			// handshake and then sent "220" is a broken or hostile TLS
@@ -380,30 +382,6 @@ func (d *Dialer) dialImplicit(ctx context.Context, addr, host string) (*Client, 
 	}
 	return c, nil
 }
-
-// firstBytes is a net.Conn that keeps a copy of the first bytes ever read
-// from it, so that a failed handshake can say what the server sent. It
-// stays below the tls.Conn after a successful handshake, where it costs one
-// comparison per read.
-type firstBytes struct {
-	net.Conn
-	buf [20]byte
-	n   int
-}
-
-// Read reads from the connection and records what it read while fewer than
-// len(f.buf) bytes have been recorded.
-func (f *firstBytes) Read(p []byte) (int, error) {
-	n, err := f.Conn.Read(p)
-	if f.n < len(f.buf) && n > 0 {
-		f.n += copy(f.buf[f.n:], p[:n])
-	}
-	return n, err
-}
-
-// bytes returns what was recorded. Call it only when no Read can be in
-// progress (after the handshake returned).
-func (f *firstBytes) bytes() []byte { return f.buf[:f.n] }
 
 // looksLikeSMTP reports whether b, the first bytes a server sent, starts
 // with an SMTP reply code (RFC 5321 section 4.2: a digit 2 to 5, a digit

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/tlsmail/tlsmail/internal/authbridge"
+	"github.com/tlsmail/tlsmail/internal/wire"
 )
 
 // Mode says how a connection is secured. There is no plaintext mode: a
@@ -200,7 +201,7 @@ func (d *Dialer) dialImplicit(ctx context.Context, addr, host string) (*Client, 
 		return nil, err
 	}
 	tr.connect(addr, ImplicitTLS, time.Since(start))
-	rec := &firstBytes{Conn: conn}
+	rec := &wire.FirstBytes{Conn: conn}
 	start = time.Now()
 	tconn, err := handshake(ctx, rec, authbridge.CompleteConfig(d.TLSConfig, host), d.timeouts().greeting)
 	if err != nil {
@@ -209,7 +210,7 @@ func (d *Dialer) dialImplicit(ctx context.Context, addr, host string) (*Client, 
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("pop3: TLS handshake with %s: %w", addr, ctx.Err())
 		}
-		first := rec.bytes()
+		first := rec.Bytes()
 		if looksLikePOP3(first) {
 			// Why only the first bytes: a server that began TLS and then
 			// sent "+OK" is a broken or hostile TLS server, not a
@@ -328,24 +329,6 @@ func handshake(ctx context.Context, conn net.Conn, cfg *tls.Config, timeout time
 	}
 	return tconn, nil
 }
-
-// firstBytes is a net.Conn that keeps a copy of the first bytes read from
-// it, so that a failed handshake can say what the server sent.
-type firstBytes struct {
-	net.Conn
-	buf [20]byte
-	n   int
-}
-
-func (f *firstBytes) Read(p []byte) (int, error) {
-	n, err := f.Conn.Read(p)
-	if f.n < len(f.buf) && n > 0 {
-		f.n += copy(f.buf[f.n:], p[:n])
-	}
-	return n, err
-}
-
-func (f *firstBytes) bytes() []byte { return f.buf[:f.n] }
 
 // looksLikePOP3 reports whether b, the first bytes a server sent, start a
 // POP3 greeting: "+OK" or "-ERR" (RFC 1939 section 3).

@@ -1,6 +1,8 @@
 // Package wire holds the SMTP plumbing shared by tlsmail and its tests:
 // bounded reply parsing, EHLO capability parsing, the streaming data writer
-// and input validation. None of it is API.
+// and input validation, and the connection wrapper that the SMTP and POP3
+// dialers share to name a plaintext server met where TLS was expected.
+// None of it is API.
 package wire
 
 import (
