@@ -48,20 +48,13 @@ type poolServer struct {
 func needPoolServer(t *testing.T) *poolServer {
 	t.Helper()
 	s := needServer(t)
-	path := os.Getenv("TLSMAIL_POSTFIX_ENV")
-	if path == "" {
-		path = defaultEnvFile
-	}
-	env, err := readEnvFile(path)
-	if err != nil {
-		t.Fatalf("Postfix test server env file: %v", err)
-	}
+	env := s.env
 	ps := &poolServer{server: s, LimitedAddr: env["TLSMAIL_LIMITED_ADDR"], Config: env["TLSMAIL_POSTFIX_CONFIG"]}
 	ps.ConnLimit, _ = strconv.Atoi(env["TLSMAIL_LIMITED_CONN_LIMIT"])
 	ps.RateLimit, _ = strconv.Atoi(env["TLSMAIL_LIMITED_RATE_LIMIT"])
 	if ps.LimitedAddr == "" || ps.ConnLimit <= 0 || ps.RateLimit <= 0 || ps.Config == "" {
-		t.Fatalf("the env file %s lacks TLSMAIL_LIMITED_ADDR, TLSMAIL_LIMITED_CONN_LIMIT, TLSMAIL_LIMITED_RATE_LIMIT or TLSMAIL_POSTFIX_CONFIG: "+
-			"the server was started by an older start.sh; restart it", path)
+		t.Fatalf("the env file lacks TLSMAIL_LIMITED_ADDR, TLSMAIL_LIMITED_CONN_LIMIT, TLSMAIL_LIMITED_RATE_LIMIT or TLSMAIL_POSTFIX_CONFIG: "+
+			"the server was started by an older start.sh; restart it")
 	}
 	return ps
 }

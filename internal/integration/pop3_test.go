@@ -8,7 +8,6 @@ import (
 	"errors"
 	"io"
 	"net"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -33,17 +32,10 @@ type pop3Env struct {
 func needPOP3(t *testing.T) (*server, pop3Env) {
 	t.Helper()
 	s := needServer(t)
-	path := os.Getenv("TLSMAIL_POSTFIX_ENV")
-	if path == "" {
-		path = defaultEnvFile
-	}
-	env, err := readEnvFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	env := s.env
 	p := pop3Env{env["TLSMAIL_POP3S_ADDR"], env["TLSMAIL_POP3_STLS_ADDR"], env["TLSMAIL_POP3_USER"], env["TLSMAIL_POP3_PASSWORD"]}
 	if p.ImplicitAddr == "" || p.STLSAddr == "" || p.User == "" {
-		t.Fatalf("the env file %s has no TLSMAIL_POP3S_ADDR, TLSMAIL_POP3_STLS_ADDR or TLSMAIL_POP3_USER: the server was started by an older start.sh; restart it", path)
+		t.Fatal("the env file has no TLSMAIL_POP3S_ADDR, TLSMAIL_POP3_STLS_ADDR or TLSMAIL_POP3_USER: the server was started by an older start.sh; restart it")
 	}
 	return s, p
 }

@@ -46,6 +46,9 @@ type server struct {
 	OAuthPort      string // TLSMAIL_OAUTH_PORT: Dovecot's token introspection endpoint
 	SizeLimit      int64  // TLSMAIL_SIZE_LIMIT: Postfix's message_size_limit
 	NoChunkingAddr string // TLSMAIL_NOCHUNKING_ADDR: implicit TLS without CHUNKING
+
+	// env is the whole env file, for the tests that need more of it.
+	env map[string]string
 }
 
 var (
@@ -92,6 +95,7 @@ func loadServer() (*server, string) {
 		return nil, fmt.Sprintf("no Postfix test server: %v", err)
 	}
 	s := &server{
+		env:          env,
 		ImplicitAddr: env["TLSMAIL_IMPLICIT_ADDR"],
 		STARTTLSAddr: env["TLSMAIL_STARTTLS_ADDR"],
 		PlainAddr:    env["TLSMAIL_PLAIN_ADDR"],
