@@ -1191,3 +1191,40 @@ func TestPoolConnectionLifetime(t *testing.T) {
 		}
 	})
 }
+
+// TestPoolFailedRSETKeepsOutcomes: after an accepted message, a refused
+// recipient makes the engine reset the transaction, and the server
+// drops the connection at RSET. The accepted message stays accepted, the
+// refused one stays refused (and undelivered), and the next message goes
+// on a new connection.
+func TestPoolFailedRSETKeepsOutcomes(t *testing.T) {
+	opts := refuse("bad@example.net")
+	opts.Extensions = defaultExtensions
+	opts.Handler = func(s *smtptest.Session, line string) bool {
+		if line == "RSET" {
+			s.Drop()
+			return true
+		}
+		return false
+	}
+	srv := smtptest.NewServer(t, opts)
+	p := newTestPool(t, srv, &Pool{MaxConns: 1})
+	if _, err := p.Send(context.Background(), poolMsg(0)); err != nil {
+		t.Fatalf("message 0: %v", err)
+	}
+	_, err := p.Send(context.Background(), poolMsg(1, "b@example.net", "bad@example.net"))
+	var se *Error
+	if !errors.As(err, &se) || se.Code != 550 || errors.Is(err, ErrUnknownOutcome) {
+		t.Fatalf("message 1: %v; want the 550 refusal", err)
+	}
+	if _, err := p.Send(context.Background(), poolMsg(2)); err != nil {
+		t.Fatalf("message 2: %v", err)
+	}
+	p.Close()
+	if got := deliveries(t, srv); !equalMaps(got, map[int]int{0: 1, 2: 1}) || srv.Connections() != 2 {
+		t.Errorf("delivered %v over %d connections; want messages 0 and 2 once, over 2 connections", got, srv.Connections())
+	}
+	if st := p.Stats(); st.Sent != 2 || st.Refused != 1 {
+		t.Errorf("stats %+v; want 2 sent, 1 refused", st)
+	}
+}
