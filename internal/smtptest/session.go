@@ -27,6 +27,10 @@ type Session struct {
 	id    int      // the connection's number, from 1, in accept order
 	raw   net.Conn // the accepted TCP connection
 	isTLS atomic.Bool
+	// ended is set by Close, Drop and Linger: the session reads no more
+	// commands, not even those already in its buffer, as a server whose
+	// connection is gone could not.
+	ended atomic.Bool
 
 	wmu  sync.Mutex // guards conn and serialises writes
 	conn net.Conn   // raw, or the *tls.Conn on top of it
@@ -83,6 +87,7 @@ func (s *Session) WriteRaw(b []byte) error {
 // simulating a dropped connection. The session ends when control returns
 // to the server.
 func (s *Session) Close() {
+	s.ended.Store(true)
 	s.raw.Close()
 }
 
@@ -94,6 +99,7 @@ func (s *Session) Close() {
 // connection, and the reset can overtake the end of file, so the client
 // would see ECONNRESET in some runs and io.EOF in others.
 func (s *Session) Drop() {
+	s.ended.Store(true)
 	if cw, ok := s.raw.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
 		s.raw.SetReadDeadline(time.Now().Add(time.Second))
 		io.Copy(io.Discard, s.raw)
@@ -108,6 +114,7 @@ func (s *Session) Drop() {
 // and could discard the reply before the client reads it. Call it from a
 // hook.
 func (s *Session) Linger(d time.Duration) {
+	s.ended.Store(true)
 	s.raw.SetReadDeadline(time.Now().Add(d))
 	io.Copy(io.Discard, s.br)
 	s.raw.Close()
@@ -242,7 +249,7 @@ func (s *Session) serve() {
 	if s.Reply(greeting) != nil {
 		return
 	}
-	for {
+	for !s.ended.Load() {
 		line, tooLong, err := s.readLine()
 		if err != nil {
 			return

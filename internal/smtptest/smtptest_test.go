@@ -2459,3 +2459,34 @@ func FuzzParsers(f *testing.F) {
 		}
 	})
 }
+
+// TestEndedSessionReadsNoMore: after a hook drops, closes or lingers on
+// the session, the commands already in the server's buffer are not
+// processed: a server whose connection is gone cannot answer them.
+func TestEndedSessionReadsNoMore(t *testing.T) {
+	for _, end := range []string{"Drop", "Close", "Linger"} {
+		t.Run(end, func(t *testing.T) {
+			srv := NewServer(t, &Options{Handler: func(s *Session, line string) bool {
+				if !strings.HasPrefix(line, "MAIL") {
+					return false
+				}
+				switch end {
+				case "Drop":
+					s.Drop()
+				case "Close":
+					s.Close()
+				case "Linger":
+					s.Reply("421 4.3.2 Service shutting down")
+					s.Linger(100 * time.Millisecond)
+				}
+				return true
+			}})
+			c := dialPlain(t, srv.StartTLSAddr)
+			c.expect("220 mx.test ESMTP tlsmail-test")
+			// One write: the server reads all three lines into its buffer at once.
+			c.sendRaw("MAIL FROM:<a@example.org>\r\nNOOP\r\nRSET\r\n")
+			waitIdle(t, srv)
+			checkTranscript(t, srv, "plain: MAIL FROM:<a@example.org>")
+		})
+	}
+}
