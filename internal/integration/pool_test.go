@@ -53,7 +53,7 @@ func needPoolServer(t *testing.T) *poolServer {
 	ps.ConnLimit, _ = strconv.Atoi(env["TLSMAIL_LIMITED_CONN_LIMIT"])
 	ps.RateLimit, _ = strconv.Atoi(env["TLSMAIL_LIMITED_RATE_LIMIT"])
 	if ps.LimitedAddr == "" || ps.ConnLimit <= 0 || ps.RateLimit <= 0 || ps.Config == "" {
-		t.Fatalf("the env file lacks TLSMAIL_LIMITED_ADDR, TLSMAIL_LIMITED_CONN_LIMIT, TLSMAIL_LIMITED_RATE_LIMIT or TLSMAIL_POSTFIX_CONFIG: " +
+		t.Fatal("the env file lacks TLSMAIL_LIMITED_ADDR, TLSMAIL_LIMITED_CONN_LIMIT, TLSMAIL_LIMITED_RATE_LIMIT or TLSMAIL_POSTFIX_CONFIG: " +
 			"the server was started by an older start.sh; restart it")
 	}
 	return ps
